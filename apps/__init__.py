@@ -1,0 +1,1 @@
+"""edgekit.apps: the live camera demo and the templates mobile apps embed."""

@@ -1,0 +1,80 @@
+"""What every CLI command shares: error reporting, the stderr console, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from typing import Any, Callable, TypeVar
+
+import typer
+
+from edgekit.errors import EdgekitError, debug_enabled
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def out_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one error line on stderr; return the Exit to raise."""
+    print(f"edgekit: error: {message}", file=sys.stderr, flush=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn an EdgekitError into one line on stderr and its exit code; any other exception into
+    one line naming it (tracebacks only with EDGEKIT_DEBUG=1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except EdgekitError as e:
+            if debug_enabled():
+                traceback.print_exc()
+            raise fail(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except Exception as e:  # a bug in edgekit or a library: still one line, traceback on request
+            if debug_enabled():
+                traceback.print_exc()
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise fail(f"unexpected {type(e).__name__}: {first} (run with EDGEKIT_DEBUG=1 for the traceback "
+                       "and please report it)", 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    return str(o)
+
+
+def not_yet(command: str, issue: str) -> typer.Exit:
+    return fail(f"`edgekit {command}` is not yet available in this version ({issue})", 1)

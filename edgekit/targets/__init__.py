@@ -1,0 +1,1 @@
+"""Target profiles (what an accelerator accepts), as data."""

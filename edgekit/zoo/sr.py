@@ -1,0 +1,1 @@
+"""Zoo family module (models registered here)."""

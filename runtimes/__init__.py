@@ -1,0 +1,19 @@
+"""edgekit.runtimes: one small API over onnxruntime, LiteRT and CoreML.
+
+``load(path)`` returns a :class:`~edgekit.runtimes.base.Session`; ``bench(session)`` measures
+it. Backends are imported lazily from :data:`~edgekit.runtimes.registry.BACKENDS`. Nothing here
+imports torch, onnx or coremltools' converters.
+"""
+
+from edgekit.runtimes.base import Placement, Session, TensorSpec
+from edgekit.runtimes.registry import BACKENDS, available_backends, load
+
+__all__ = ["load", "bench", "Session", "TensorSpec", "Placement", "BACKENDS", "available_backends"]
+
+
+def __getattr__(name: str):
+    if name == "bench":
+        from edgekit.runtimes.bench import bench
+
+        return bench
+    raise AttributeError(name)
