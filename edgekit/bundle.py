@@ -62,6 +62,8 @@ FORMATS = {"onnx": ".onnx", "ort": ".ort", "tflite": ".tflite", "coreml": ".mlpa
 
 def format_of(path: str | os.PathLike) -> str | None:
     """The model format a path names by its suffix, or None."""
+    if Path(path).name.lower().endswith(".null.json"):  # the test backend's model description
+        return "null"
     suffix = Path(path).suffix.lower()
     for fmt, ext in FORMATS.items():
         if suffix == ext:

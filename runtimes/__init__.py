@@ -8,12 +8,8 @@ imports torch, onnx or coremltools' converters.
 from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.registry import BACKENDS, available_backends, load
 
+# Imported eagerly (it needs only numpy): the function must win over the submodule of the same
+# name, which `import edgekit.runtimes.bench` would otherwise set as this package's `bench`.
+from edgekit.runtimes.bench import bench  # noqa: E402  isort: skip
+
 __all__ = ["load", "bench", "Session", "TensorSpec", "Placement", "BACKENDS", "available_backends"]
-
-
-def __getattr__(name: str):
-    if name == "bench":
-        from edgekit.runtimes.bench import bench
-
-        return bench
-    raise AttributeError(name)

@@ -98,6 +98,9 @@ class Session:
     outputs: list[TensorSpec]
     placement: Placement
     init_ms: float = 0.0
+    # Set by edgekit.runtimes.bundle_session.open_bundle when the session comes from a bundle.
+    artifact: Any = None  # the edgekit.bundle.Artifact chosen
+    manifest: Any = None  # the bundle's edgekit.bundle.Manifest
 
     _closed: bool = False
     _input_index: dict[str, TensorSpec]

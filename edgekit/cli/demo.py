@@ -1,14 +1,90 @@
-"""`edgekit demo` (placeholder until issue 6: camera demo lands)."""
+"""`edgekit demo [upscale|classify]`: the live camera demo (a shell over :mod:`edgekit.apps.camera`).
+
+With no arguments it runs ``upscale`` with the shipped quicksrnet_small_x2 bundle on the
+virtual camera; without a display it runs headless, records 150 frames to
+``./edgekit-demo.mp4`` and prints where the recording is.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from edgekit.cli._common import not_yet
+from edgekit.cli._common import fail, handle_errors, print_json
+
+_TASKS = ("upscale", "classify")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def demo(ctx: typer.Context) -> None:
-        """Not yet available (issue 6: camera demo)."""
-        raise not_yet("demo", "issue 6: camera demo")
+    @app.command("demo", no_args_is_help=False)
+    @handle_errors
+    def demo(
+        task: Optional[str] = typer.Argument(None, metavar="[upscale|classify]",
+                                             help="What the model does (default: upscale)."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE_DIR|MODEL_FILE|ZOO_NAME",
+                                            help="Model to run (default: the shipped quicksrnet_small_x2 bundle for "
+                                                 "upscale; zoo mobilenet_v2, untrained, for classify). Zoo names are "
+                                                 "converted on first use and cached."),
+        source: Optional[str] = typer.Option(None, "--source", metavar="0|/dev/videoN|FILE|virtual|picamera",
+                                             help="Frames from a camera index or device, a video file, a Pi CSI "
+                                                  "camera, or the virtual camera over shipped photos (default)."),
+        size: Optional[str] = typer.Option(None, "--size", metavar="WxH",
+                                           help="Capture size (default: the model's input size)."),
+        backend: str = typer.Option("auto", "--backend", help="Runtime backend: auto, litert, onnxruntime, coreml."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: physical cores)."),
+        headless: bool = typer.Option(False, "--headless", help="Open no window (automatic without a display)."),
+        record: Optional[Path] = typer.Option(None, "--record", metavar="OUT.mp4",
+                                              help="Record the rendered view (headless default: ./edgekit-demo.mp4)."),
+        no_record: bool = typer.Option(False, "--no-record", help="Headless without a recording."),
+        frames: Optional[int] = typer.Option(None, "--frames", min=1,
+                                             help="Stop after N frames (headless virtual camera default: 150)."),
+        view: Optional[str] = typer.Option(None, "--view",
+                                           help="Start view of upscale: split, side-by-side, model, bicubic (key v)."),
+        snapshot: Optional[Path] = typer.Option(None, "--snapshot", metavar="OUT.png",
+                                                help="Write the last rendered frame as PNG at the end."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the virtual camera's path and noise."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    ) -> None:
+        """Live camera demo: super-resolution (bicubic vs model) or classification, with latency/FPS overlays.
+
+        Keys: q/Esc quit, space pause, s snapshot PNG, v switch view.
+        """
+        from edgekit.apps.camera.app import DemoInterrupted, DemoOptions, run_demo
+        from edgekit.apps.camera.sources import parse_size
+        from edgekit.errors import UsageError
+
+        if task is not None and task not in _TASKS:
+            raise UsageError(f"unknown demo task '{task}'", hint="choose upscale or classify")
+        opts = DemoOptions(task=task or "upscale", model=model, source=source, size=parse_size(size),
+                           backend=backend, threads=threads, headless=headless, record=record, no_record=no_record,
+                           frames=frames, view=view, snapshot=snapshot, seed=seed)
+        try:
+            result = run_demo(opts)
+        except DemoInterrupted as stop:
+            _report(stop.result, json_out)
+            raise fail(f"interrupted after {stop.result.summary.get('frames', 0)} frames"
+                       + (f"; recording saved to {stop.result.recording}" if stop.result.recording else ""), 130)
+        _report(result, json_out)
+
+
+def _report(result, json_out: bool) -> None:
+    s = result.summary
+    if json_out:
+        print_json(s)
+        if result.recording is not None:
+            print(f"edgekit demo: recording: {result.recording}", file=sys.stderr, flush=True)
+        return
+    if s.get("frames"):
+        def f(v, unit=""):
+            return "--" if v is None else f"{v:g}{unit}"
+
+        print(f"{s['frames']} frames  ·  {f(s['fps'])} FPS  ·  inference p50 {f(s['inference_ms_p50'], ' ms')}  ·  "
+              f"end-to-end p50 {f(s['e2e_ms_p50'], ' ms')}  ·  {s['backend']} / {s['accelerator']}  ·  "
+              f"dropped {s['dropped_frames']}")
+    if result.snapshot is not None:
+        print(f"snapshot: {result.snapshot}")
+    if result.recording is not None:
+        print(f"recording: {result.recording}")

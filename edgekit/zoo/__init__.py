@@ -19,7 +19,7 @@ from typing import Any
 from edgekit.errors import ZooError
 from edgekit.zoo.registry import WEIGHTS_DIR, ModelCard, all_entries, get_entry, load_weights, register_model
 
-__all__ = ["list_models", "create", "example_inputs", "card", "register_model", "ModelCard"]
+__all__ = ["list_models", "create", "example_inputs", "card", "default_config", "register_model", "ModelCard"]
 
 
 def list_models(task: str | None = None) -> list[str]:
@@ -29,6 +29,16 @@ def list_models(task: str | None = None) -> list[str]:
 
 def card(name: str) -> ModelCard:
     return get_entry(name).card
+
+
+def default_config(name: str) -> dict[str, Any]:
+    """The options ``create(name, **cfg)`` accepts, with their defaults (from the factory's
+    signature), e.g. ``{"width_mult": 1.0, "num_classes": 1000, "dropout": 0.2}``."""
+    import inspect
+
+    params = inspect.signature(get_entry(name).factory).parameters.values()
+    return {p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def create(name: str, pretrained: bool = False, weights: str | Path | None = None, **cfg: Any):
@@ -44,8 +54,10 @@ def create(name: str, pretrained: bool = False, weights: str | Path | None = Non
         raise ZooError("pass either pretrained=True or weights=PATH, not both", where=name)
     if pretrained:
         if entry.card.weights is None:
+            source = f"; compatible weights: {entry.card.weights_source}" if entry.card.weights_source else ""
             raise ZooError("no weights ship with this model", where=name,
-                           hint="pass weights=PATH (CLI: --weights PATH) with a .pth/.pt state dict or .safetensors file")
+                           hint="pass weights=PATH (CLI: --weights PATH) with a .pth/.pt state dict or "
+                                f".safetensors file{source}")
         if cfg:
             raise ZooError(f"the shipped weights are for the default config; cannot combine them with {sorted(cfg)}",
                            where=name, hint="drop the config options, or pass your own weights=PATH")

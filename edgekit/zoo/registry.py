@@ -42,6 +42,8 @@ class ModelCard:
     ``layout`` its letters (``NCHW``, ``NCTHW``). ``params`` and ``macs`` are measured on the
     default config (``macs`` at ``macs_input``; a test checks them). ``weights`` names a file
     in ``edgekit/zoo/weights/`` and ``weights_sha256`` its digest, or both are None.
+    ``weights_source`` says where compatible weights can be had for a model that ships none
+    (e.g. torchvision's checkpoint URL); it is shown when ``pretrained=True`` cannot be served.
     """
 
     name: str
@@ -65,6 +67,7 @@ class ModelCard:
     weights_sha256: str | None = None
     description: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)  # e.g. PSNR/SSIM measured by train_sr
+    weights_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,1 +1,349 @@
-"""Zoo family module (models registered here)."""
+"""Lightweight single-image super-resolution nets: ESPCN, QuickSRNet (small/medium/large), SESR-M5.
+
+All three families compute in low-resolution space and upscale once at the end with a
+sub-pixel convolution (a conv to ``3·r²`` channels followed by ``pixel_shuffle(r)``, which
+exports as DepthToSpace). Input and output are RGB float32 in [0, 1], NCHW; the output is
+``scale`` times the input size and is clipped to [0, 1]. Every model takes ``scale`` in
+{2, 3, 4}; the ``*_x2`` names default to 2. Forwards are plain conv/activation chains with
+no data-dependent control flow, so ``torch.export`` captures them as they are.
+
+Example::
+
+    >>> from edgekit import zoo
+    >>> net = zoo.create("sesr_m5_x2", pretrained=True)      # doctest: +SKIP
+    >>> net(torch.rand(1, 3, 90, 160)).shape                  # doctest: +SKIP
+    torch.Size([1, 3, 180, 320])
+
+The shipped weights (``espcn_x2``, ``quicksrnet_small_x2``, ``quicksrnet_medium_x2``,
+``sesr_m5_x2``) are trained by :mod:`edgekit.zoo.train_sr` on photographs that ship with
+scikit-image; the cards hold the held-out PSNR/SSIM it measured against bicubic.
+
+SESR forms. ``create("sesr_m5_x2")`` returns the *deploy* form: every collapsible linear
+block already folded into one plain conv (what you convert and run; the shipped weights are
+in this form). ``create("sesr_m5_x2", training_form=True)`` returns the over-parameterised
+*training* form (k×k conv to 256 channels, 1×1 conv back to 16, short residual); its
+:meth:`SESR.collapse` returns a new deploy-form module computing the same function.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekit.errors import ZooError
+from edgekit.zoo.registry import ModelCard, register_model
+
+__all__ = ["ESPCN", "QuickSRNet", "SESR", "LinearBlock", "repeat_kernel", "SCALES"]
+
+SCALES = (2, 3, 4)
+
+
+def _check_scale(scale: int, name: str) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES:
+        raise ZooError(f"scale must be one of {', '.join(map(str, SCALES))} (got {scale!r})", where=name,
+                       hint="pass scale=2, 3 or 4")
+    return scale
+
+
+def repeat_kernel(channels: int, scale: int) -> torch.Tensor:
+    """1×1 conv weight that repeats each input channel ``scale²`` times, channel ``c`` going to
+    outputs ``c·r² … c·r²+r²-1``. Followed by ``pixel_shuffle(r)`` this is exactly nearest
+    upsampling, so adding it before the shuffle makes a net predict a residual over nearest
+    upsampling (QuickSRNet's "anchor", SESR's global residual) with only convs in the graph."""
+    r2 = scale * scale
+    w = torch.zeros(channels * r2, channels, 1, 1)
+    for c in range(channels):
+        w[c * r2:(c + 1) * r2, c] = 1.0
+    return w
+
+
+# ------------------------------------------------------------------------------------------ ESPCN
+
+
+class ESPCN(nn.Module):
+    """ESPCN (Shi et al. 2016, "Real-Time Single Image and Video Super-Resolution Using an
+    Efficient Sub-Pixel Convolutional Neural Network", arXiv:1609.05158).
+
+    conv5×5(64) → tanh → conv3×3(32) → tanh → conv3×3(3·r²) → pixel shuffle(r) → clip [0, 1].
+    The paper runs on the Y channel; this one maps RGB to RGB. The final clip is the only
+    addition (outputs are images in [0, 1]).
+    """
+
+    def __init__(self, scale: int = 2, channels: int = 3, widths: tuple[int, int] = (64, 32)):
+        super().__init__()
+        self.scale = scale
+        w1, w2 = widths
+        self.conv1 = nn.Conv2d(channels, w1, 5, padding=2)
+        self.conv2 = nn.Conv2d(w1, w2, 3, padding=1)
+        self.conv3 = nn.Conv2d(w2, channels * scale * scale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale)
+        self.clip = nn.Hardtanh(0.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.conv1(x))
+        x = torch.tanh(self.conv2(x))
+        return self.clip(self.shuffle(self.conv3(x)))
+
+
+# ------------------------------------------------------------------------------------- QuickSRNet
+
+
+class QuickSRNet(nn.Module):
+    """QuickSRNet (Berger et al. 2023, "QuickSRNet: Plain Single-Image Super-Resolution
+    Architecture for Faster Inference on Mobile Platforms", arXiv:2303.04336).
+
+    A plain stack: conv3×3(3→C) and ``layers`` conv3×3(C→C), each followed by a clipped ReLU
+    (Hardtanh 0..1, which keeps activations quantisation-friendly), then conv3×3(C→3·r²),
+    clip [0, 1], pixel shuffle(r). Configs as in Qualcomm's AIMET model zoo: small C=32,
+    2 layers; medium C=32, 5 layers; large C=64, 11 layers.
+
+    The input-to-output skip ("anchor"): ``ito=True`` (large) adds a 1×1 conv of the input,
+    initialised to :func:`repeat_kernel` (nearest upsampling after the shuffle) and trained,
+    before the final clip. Small and medium have no skip in the graph (it costs latency);
+    instead they are *initialised* so that the net starts out as nearest upsampling: every
+    3×3 conv gets +1 on its centre tap for channel i→i, and the last conv +1 on c→c·r²+k,
+    so the RGB input flows through the first three feature channels at initialisation.
+    """
+
+    def __init__(self, scale: int = 2, channels: int = 32, layers: int = 2, ito: bool = False,
+                 in_channels: int = 3):
+        super().__init__()
+        self.scale = scale
+        self.ito = ito
+        convs: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
+        for _ in range(layers):
+            convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
+        self.body = nn.Sequential(*convs)
+        self.conv_last = nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1)
+        self.anchor = nn.Conv2d(in_channels, in_channels * scale * scale, 1) if ito else None
+        self.clip = nn.Hardtanh(0.0, 1.0)
+        self.shuffle = nn.PixelShuffle(scale)
+        self._init_identity(in_channels)
+
+    @torch.no_grad()
+    def _init_identity(self, in_channels: int) -> None:
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                for i in range(min(m.in_channels, m.out_channels)):
+                    m.weight[i, i, 1, 1] += 1.0
+        r2 = self.scale * self.scale
+        if self.anchor is not None:
+            self.anchor.weight.copy_(repeat_kernel(in_channels, self.scale))
+            self.anchor.bias.zero_()
+        else:
+            for o in range(self.conv_last.out_channels):
+                self.conv_last.weight[o, o // r2, 1, 1] += 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv_last(self.body(x))
+        if self.anchor is not None:
+            y = y + self.anchor(x)
+        return self.shuffle(self.clip(y))
+
+
+# ------------------------------------------------------------------------------------------- SESR
+
+
+class LinearBlock(nn.Module):
+    """SESR's collapsible linear block: k×k conv expanding to ``expand`` channels, then a 1×1
+    conv projecting to ``out_channels``, with no non-linearity in between, plus the identity
+    when ``residual`` (``in_channels == out_channels``).
+
+    Being linear, it equals one k×k conv with weight ``W = P·E (+ I at the centre tap)`` and
+    bias ``b_P`` (``P`` the 1×1 weight as a matrix, ``E`` the k×k weight, ``I`` the identity).
+    :meth:`forward` uses that collapsed weight (computed from the expanded parameters at every
+    call, as in Arm's reference training code: same function and gradients, a fraction of the
+    MACs); :meth:`forward_expanded` runs the two convs literally; :meth:`to_conv` returns the
+    folded ``nn.Conv2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, expand: int, residual: bool):
+        super().__init__()
+        if residual and in_channels != out_channels:
+            raise ValueError("a residual linear block needs in_channels == out_channels")
+        self.kernel_size = kernel_size
+        self.residual = residual
+        self.expand = nn.Conv2d(in_channels, expand, kernel_size, padding=kernel_size // 2, bias=False)
+        self.project = nn.Conv2d(expand, out_channels, 1)
+        if residual:
+            eye = torch.zeros(out_channels, in_channels, kernel_size, kernel_size)
+            c = kernel_size // 2
+            eye[:, :, c, c] = torch.eye(out_channels)
+            self.register_buffer("identity", eye, persistent=False)
+        else:
+            self.identity = None
+
+    def collapsed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the single k×k conv this block equals."""
+        w = torch.einsum("op,pikl->oikl", self.project.weight[:, :, 0, 0], self.expand.weight)
+        if self.identity is not None:
+            w = w + self.identity
+        return w, self.project.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.collapsed()
+        return F.conv2d(x, w, b, padding=self.kernel_size // 2)
+
+    def forward_expanded(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.expand(x))
+        return y + x if self.residual else y
+
+    @torch.no_grad()
+    def to_conv(self) -> nn.Conv2d:
+        w, b = self.collapsed()
+        conv = nn.Conv2d(w.shape[1], w.shape[0], self.kernel_size, padding=self.kernel_size // 2)
+        conv.weight.copy_(w)
+        conv.bias.copy_(b)
+        return conv
+
+
+class SESR(nn.Module):
+    """SESR (Bhardwaj et al. 2022, "Collapsible Linear Blocks for Super-Efficient Super
+    Resolution", MLSys 2022, arXiv:2103.09404).
+
+    head: 5×5 linear block 3→f; body: ``m`` 3×3 linear blocks f→f with short residuals, each
+    followed by a PReLU; long residual (head output added to the body output); tail: 5×5 linear
+    block f→3·r²; global residual (the input repeated r² times, i.e. nearest upsampling);
+    pixel shuffle(r); clip [0, 1]. SESR-M5: f=16, m=5, blocks expanding to 256 channels.
+    The paper runs on the Y channel; this one maps RGB to RGB.
+
+    ``collapsed=False`` builds the training form (:class:`LinearBlock` everywhere);
+    ``collapsed=True`` the deploy form (plain ``nn.Conv2d``, same state-dict layout as
+    :meth:`collapse` produces). Convert and ship the deploy form: it has ~19x fewer weights and
+    the same MACs as the training form's online-collapsed forward.
+    """
+
+    def __init__(self, scale: int = 2, features: int = 16, m: int = 5, expand: int = 256,
+                 collapsed: bool = True, in_channels: int = 3):
+        super().__init__()
+        self.scale = scale
+        self.features, self.m, self.expand, self.in_channels = features, m, expand, in_channels
+        self.is_collapsed = collapsed
+        out = in_channels * scale * scale
+
+        def block(cin: int, cout: int, k: int, residual: bool) -> nn.Module:
+            if collapsed:
+                return nn.Conv2d(cin, cout, k, padding=k // 2)
+            return LinearBlock(cin, cout, k, expand, residual)
+
+        self.head = block(in_channels, features, 5, False)
+        self.body = nn.ModuleList(block(features, features, 3, True) for _ in range(m))
+        self.acts = nn.ModuleList(nn.PReLU(features) for _ in range(m))
+        self.tail = block(features, out, 5, False)
+        self.register_buffer("anchor", repeat_kernel(in_channels, scale), persistent=False)
+        self.shuffle = nn.PixelShuffle(scale)
+        self.clip = nn.Hardtanh(0.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f0 = self.head(x)
+        f = f0
+        for conv, act in zip(self.body, self.acts):
+            f = act(conv(f))
+        y = self.tail(f + f0) + F.conv2d(x, self.anchor)
+        return self.clip(self.shuffle(y))
+
+    def forward_expanded(self, x: torch.Tensor) -> torch.Tensor:
+        """The training form run literally (each linear block as k×k conv then 1×1 conv plus
+        identity) — the reference :meth:`collapse` is checked against."""
+        if self.is_collapsed:
+            raise ValueError("forward_expanded needs the training form (collapsed=False)")
+        f0 = self.head.forward_expanded(x)
+        f = f0
+        for blk, act in zip(self.body, self.acts):
+            f = act(blk.forward_expanded(f))
+        y = self.tail.forward_expanded(f + f0) + F.conv2d(x, self.anchor)
+        return self.clip(self.shuffle(y))
+
+    @torch.no_grad()
+    def collapse(self) -> "SESR":
+        """A new deploy-form SESR computing the same function (``self`` is left untouched;
+        on a deploy-form model this returns a copy)."""
+        if self.is_collapsed:
+            return copy.deepcopy(self)
+        out = SESR(self.scale, self.features, self.m, self.expand, collapsed=True, in_channels=self.in_channels)
+        out.head = self.head.to_conv()
+        out.body = nn.ModuleList(b.to_conv() for b in self.body)
+        out.tail = self.tail.to_conv()
+        out.acts.load_state_dict(self.acts.state_dict())
+        return out.train(self.training)
+
+
+# --------------------------------------------------------------------------------------- registry
+
+_SR_INPUT = (1, 3, 128, 128)
+_MACS_INPUT = (1, 3, 360, 640)
+
+
+def _card(name: str, paper: str, params: int, macs: int, description: str, **extra) -> ModelCard:
+    return ModelCard(
+        name=name, family="sr", task="super-resolve", paper=paper,
+        input_shape=_SR_INPUT, layout="NCHW", output_layout="NCHW", value_range=(0.0, 1.0),
+        color_order="RGB", scale_factor=2, params=params, macs=macs, macs_input=_MACS_INPUT,
+        description=description, **extra)
+
+
+_LICENSE = "Apache-2.0 (edgekit's implementation; weights trained by edgekit.zoo.train_sr)"
+_LICENSE_UNTRAINED = "Apache-2.0 (edgekit's implementation; no weights ship)"
+_ESPCN_PAPER = "Shi et al. 2016, Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel CNN, https://arxiv.org/abs/1609.05158"
+_QSR_PAPER = "Berger et al. 2023, QuickSRNet: Plain Single-Image Super-Resolution Architecture for Faster Inference on Mobile Platforms, https://arxiv.org/abs/2303.04336"
+_SESR_PAPER = "Bhardwaj et al. 2022, Collapsible Linear Blocks for Super-Efficient Super Resolution (MLSys), https://arxiv.org/abs/2103.09404"
+
+# Filled in from edgekit/zoo/weights/<name>.json, which `python -m edgekit.zoo.train_sr` writes
+# next to the weights; tests/zoo/test_sr.py checks that card, JSON and file agree.
+_TRAINED: dict[str, dict] = {
+    "espcn_x2": dict(weights=None, weights_sha256=None, metrics={}),
+    "quicksrnet_small_x2": dict(weights=None, weights_sha256=None, metrics={}),
+    "quicksrnet_medium_x2": dict(weights=None, weights_sha256=None, metrics={}),
+    "sesr_m5_x2": dict(weights=None, weights_sha256=None, metrics={}),
+}
+
+
+def _trained(name: str) -> dict:
+    t = _TRAINED.get(name)
+    if not t or t["weights"] is None:
+        return dict(license=_LICENSE_UNTRAINED)
+    return dict(license=_LICENSE, **t)
+
+
+@register_model(_card(
+    "espcn_x2", _ESPCN_PAPER, params=0, macs=0,
+    description="ESPCN on RGB: conv5x5(64)-tanh-conv3x3(32)-tanh-conv3x3(3r^2)-pixel shuffle.",
+    **_trained("espcn_x2")))
+def espcn_x2(scale: int = 2) -> nn.Module:
+    return ESPCN(scale=_check_scale(scale, "espcn_x2"))
+
+
+def _quicksrnet(name: str, channels: int, layers: int, ito: bool):
+    def factory(scale: int = 2) -> nn.Module:
+        return QuickSRNet(scale=_check_scale(scale, name), channels=channels, layers=layers, ito=ito)
+
+    factory.__name__ = name
+    factory.__doc__ = f"QuickSRNet {name.split('_')[1]}: {channels} channels, {layers} intermediate convs, skip={ito}."
+    return factory
+
+
+for _name, _ch, _layers, _ito, _params, _macs in (
+    ("quicksrnet_small_x2", 32, 2, False, 0, 0),
+    ("quicksrnet_medium_x2", 32, 5, False, 0, 0),
+    ("quicksrnet_large_x2", 64, 11, True, 0, 0),
+):
+    register_model(_card(
+        _name, _QSR_PAPER, params=_params, macs=_macs,
+        description=(f"QuickSRNet-{_name.split('_')[1]}: {_layers + 1}+1 conv3x3 layers of {_ch} channels with "
+                     "clipped ReLU, pixel shuffle; " + ("input-to-output 1x1 anchor skip." if _ito else
+                                                        "initialised as nearest upsampling (no skip in the graph).")),
+        **_trained(_name)))(_quicksrnet(_name, _ch, _layers, _ito))
+
+
+@register_model(_card(
+    "sesr_m5_x2", _SESR_PAPER, params=0, macs=0,
+    description=("SESR-M5 (f=16, m=5) on RGB. create() returns the deploy form (linear blocks collapsed into "
+                 "plain convs); training_form=True gives the over-parameterised form (expand=256), whose "
+                 ".collapse() folds it."),
+    **_trained("sesr_m5_x2")))
+def sesr_m5_x2(scale: int = 2, training_form: bool = False) -> nn.Module:
+    return SESR(scale=_check_scale(scale, "sesr_m5_x2"), features=16, m=5, expand=256,
+                collapsed=not training_form)

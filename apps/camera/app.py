@@ -1,0 +1,325 @@
+"""The demo as one function, :func:`run_demo`: resolve the model, open the source, run the
+pipeline into a window and/or a recording, and report the run in numbers.
+
+Defaults, decided so that ``edgekit demo`` with no arguments is useful and bounded anywhere:
+
+- no ``--model``: the shipped quicksrnet_small_x2 bundle (``upscale``); no ``--source``: the
+  virtual camera over the shipped photos;
+- no display (or an OpenCV without GUI): headless, said once on stderr;
+- headless without ``--record``: records to ``./edgekit-demo.mp4`` (``--no-record`` opts out),
+  and the path is printed at the end;
+- headless on the virtual camera without ``--frames``: 150 frames (5 s of video at 30 fps);
+  files run to their end, cameras until Ctrl-C;
+- in a window, the virtual camera is paced like a 30 fps camera (the pipeline keeps only the
+  newest frame); headless, it hands out every frame in order, so a recording is reproducible.
+
+Example::
+
+    >>> result = run_demo(DemoOptions(task="upscale", headless=True, frames=30))   # doctest: +SKIP
+    >>> result.summary["frames"], result.recording                                   # doctest: +SKIP
+    (30, PosixPath('edgekit-demo.mp4'))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from edgekit.apps.camera import overlay
+from edgekit.apps.camera._cv import cv2
+from edgekit.errors import DemoError, EdgekitError, UsageError
+
+__all__ = ["DemoOptions", "DemoResult", "DemoSink", "DemoInterrupted", "run_demo", "DEFAULT_RECORDING",
+           "DEFAULT_HEADLESS_FRAMES"]
+
+DEFAULT_RECORDING = Path("edgekit-demo.mp4")
+DEFAULT_HEADLESS_FRAMES = 150
+
+
+@dataclass
+class DemoOptions:
+    task: str = "upscale"
+    model: str | None = None
+    source: str | None = None  # None: the virtual camera
+    size: tuple[int, int] | None = None
+    backend: str = "auto"
+    threads: int | None = None
+    headless: bool = False
+    record: Path | None = None
+    no_record: bool = False
+    frames: int | None = None
+    view: str | None = None
+    snapshot: Path | None = None  # write the last rendered frame here at the end
+    snapshot_dir: Path = Path(".")  # where the `s` key writes
+    seed: int = 0
+
+
+@dataclass
+class DemoResult:
+    summary: dict[str, Any]
+    recording: Path | None
+    snapshot: Path | None = None
+    headless_reason: str | None = None
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class DemoInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) ended the run; ``result`` holds what was done until then."""
+
+    def __init__(self, result: DemoResult):
+        super().__init__("interrupted")
+        self.result = result
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop, finalise the recording, exit."""
+
+
+# ---------------------------------------------------------------------------------------------
+class DemoSink:
+    """The main-thread end of the pipeline: render the task's view, draw the overlay, record,
+    show, and act on keys (quit, pause, snapshot, switch view)."""
+
+    def __init__(self, task: Any, *, model_name: str, backend: str, accelerator: str, live: bool,
+                 recorder: Any = None, window: Any = None, view: str | None = None, snapshot_dir: Path = Path("."),
+                 log: Callable[[str], None] = lambda m: None):
+        self.task = task
+        self.model_name = model_name
+        self.backend = backend
+        self.accelerator = accelerator
+        self.live = live
+        self.recorder = recorder
+        self.window = window
+        views = task.views
+        if view is not None and view not in views:
+            raise UsageError(f"--view {view!r} is not a view of '{task.kind}'", hint=f"choose one of: {', '.join(views)}")
+        self.view = view or views[0]
+        self.snapshot_dir = snapshot_dir
+        self.log = log
+        self.paused = False
+        self.last_image: np.ndarray | None = None
+        self._last_result: Any = None
+        self.snapshots: list[Path] = []
+
+    def _compose(self, result: Any, stats: Any) -> np.ndarray:
+        rendered = self.task.render(result.frame.image, result.job, result.outputs, self.view)
+        img = rendered.image
+        lines = overlay.stats_lines(self.model_name, self.backend, self.accelerator, stats.infer.recent_p50,
+                                    stats.e2e.recent_p50, stats.rendered.recent_rate,
+                                    stats.captured.recent_rate if self.live else None)
+        overlay.stats_panel(img, lines)
+        if rendered.top_k:
+            overlay.top_k_panel(img, rendered.top_k)
+        return img
+
+    def consume(self, result: Any, stats: Any) -> str | None:
+        img = self._compose(result, stats)
+        if self.recorder is not None:
+            self.recorder.write(img)
+        self.last_image = img
+        self._last_result = result
+        if self.window is None:
+            return None
+        overlay.help_line(img)
+        self.window.show(img)
+        return self._act(self.window.poll(), stats)
+
+    def idle(self, stats: Any) -> str | None:
+        if self.window is None:
+            return None
+        return self._act(self.window.poll(10 if self.paused else 1), stats)
+
+    def _act(self, action: str | None, stats: Any) -> str | None:
+        if action == "quit":
+            return "quit"
+        if action == "pause":
+            self.paused = not self.paused
+        elif action == "snapshot":
+            self.snapshot()
+        elif action == "view":
+            views = self.task.views
+            self.view = views[(views.index(self.view) + 1) % len(views)]
+            if self.paused and self._last_result is not None:  # show the new view of the frozen frame
+                img = self._compose(self._last_result, stats)
+                self.last_image = img
+                overlay.help_line(img)
+                self.window.show(img)
+        if self.paused and self.window is not None and self.last_image is not None and action == "pause":
+            img = self.last_image.copy()
+            overlay.corner_label(img, "paused", "bottom-left")
+            self.window.show(img)
+        return None
+
+    def snapshot(self, path: Path | None = None) -> Path | None:
+        """Write the last rendered frame as PNG (to ``path``, or a timestamped name)."""
+        if self.last_image is None:
+            return None
+        if path is None:
+            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = self.snapshot_dir / f"edgekit-snapshot-{stamp}-{len(self.snapshots) + 1}.png"
+        if not cv2().imwrite(str(path), self.last_image):
+            raise DemoError("could not write the snapshot", where=path, hint="check the folder exists and is writable")
+        self.snapshots.append(path)
+        self.log(f"snapshot: {path}")
+        return path
+
+
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM raises like Ctrl-C while the demo runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _uninterruptible() -> Iterator[None]:
+    """Ignore a second Ctrl-C while the recording is being finalised."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _log_stderr(message: str) -> None:
+    print(f"edgekit demo: {message}", file=sys.stderr, flush=True)
+
+
+def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, source: Any = None) -> DemoResult:
+    """Run the demo as ``opts`` says. Raises :class:`~edgekit.errors.EdgekitError` for faults
+    (after finalising the recording; the message says how many frames it kept) and
+    :class:`DemoInterrupted` for Ctrl-C/SIGTERM. ``source`` replaces ``opts.source`` with an
+    already open source object (tests, custom sources)."""
+    import edgekit
+    from edgekit.apps.camera.default_bundle import resolve_model
+    from edgekit.apps.camera.pipeline import Pipeline
+    from edgekit.apps.camera.record import Recorder
+    from edgekit.apps.camera.sources import open_source
+    from edgekit.apps.camera.tasks import TASK_NAMES, make_task
+    from edgekit.apps.camera.window import Window, why_headless
+
+    if opts.task not in TASK_NAMES:
+        raise UsageError(f"unknown demo task '{opts.task}'", hint="choose upscale or classify")
+    if opts.frames is not None and opts.frames < 1:
+        raise UsageError(f"--frames must be at least 1, got {opts.frames}")
+    if opts.record is not None and opts.no_record:
+        raise UsageError("--record and --no-record contradict each other")
+
+    headless_reason = None if opts.headless else why_headless()
+    headless = opts.headless or headless_reason is not None
+    if headless_reason:
+        log(f"running headless: {headless_reason}")
+    record_path = opts.record if opts.record is not None else (
+        DEFAULT_RECORDING if headless and not opts.no_record else None)
+    recorder = Recorder(record_path) if record_path is not None else None  # validates the path early
+
+    resolved = resolve_model(opts.model, opts.task, progress=log)
+    notes = [resolved.note] if resolved.note else []
+    if resolved.note:
+        log(resolved.note)
+    session = edgekit.load(resolved.path, backend=opts.backend, threads=opts.threads)
+    window = None
+    pipeline = None
+    result = DemoResult({}, None, headless_reason=headless_reason, notes=notes)
+    try:
+        task = make_task(opts.task, session, resolved.name)
+        is_virtual = source is None and (opts.source in (None, "", "virtual"))
+        max_frames = opts.frames
+        if max_frames is None and headless and is_virtual:
+            max_frames = DEFAULT_HEADLESS_FRAMES
+        if source is None:
+            source = open_source(opts.source, opts.size, live=not headless, seed=opts.seed,
+                                 default_size=task.pre.size or (320, 240))
+        if recorder is not None:
+            recorder.fps = source.fps
+        placement = getattr(session, "placement", None)
+        backend = getattr(placement, "backend", getattr(session, "backend", "?"))
+        accelerator = getattr(placement, "accelerator", "?")
+        if not headless:
+            window = Window(f"edgekit demo - {opts.task} - {resolved.name}")
+        sink = DemoSink(task, model_name=resolved.name, backend=backend, accelerator=accelerator,
+                        live=bool(source.live), recorder=recorder, window=window, view=opts.view,
+                        snapshot_dir=opts.snapshot_dir, log=log)
+        pipeline = Pipeline(source, task, session, max_frames=max_frames)
+        try:
+            with _signals_as_interrupts():
+                pipeline.run(sink)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        except EdgekitError as e:
+            with _uninterruptible():
+                pipeline.stop()
+                kept = recorder.close() if recorder is not None else None
+            result.recording = kept
+            if kept is not None:
+                raise DemoError(f"{e}; the {recorder.frames} frames rendered so far are saved in {kept}") from None
+            raise
+        with _uninterruptible():
+            pipeline.stop()
+            if opts.snapshot is not None:
+                result.snapshot = sink.snapshot(opts.snapshot)
+            result.recording = recorder.close() if recorder is not None else None
+        result.summary = _summary(pipeline, opts, resolved.name, backend, accelerator, task, source, result)
+        if result.interrupted:
+            raise DemoInterrupted(result)
+        return result
+    finally:
+        with _uninterruptible():
+            if pipeline is not None:
+                pipeline.stop()
+            elif source is not None and hasattr(source, "close"):
+                source.close()
+            if recorder is not None and not recorder.closed:
+                recorder.close()
+            if window is not None:
+                window.close()
+            session.close()
+
+
+def _summary(pipeline: Any, opts: DemoOptions, model: str, backend: str, accelerator: str, task: Any, source: Any,
+             result: DemoResult) -> dict[str, Any]:
+    s = pipeline.stats.summary()
+    out_size = task.output_size(tuple(source.size))
+    return {
+        **{k: s[k] for k in ("frames", "fps", "inference_ms_p50", "e2e_ms_p50", "capture_fps", "dropped_frames")},
+        "backend": backend,
+        "accelerator": accelerator,
+        "efficiency": s["efficiency"],
+        "task": opts.task,
+        "model": model,
+        "source": source.name,
+        "live": bool(source.live),
+        "output_size": list(out_size),
+        "recording": str(result.recording) if result.recording is not None else None,
+        "interrupted": result.interrupted,
+        "stages_ms_p50": {"preprocess": s["preprocess_ms_p50"], "render": s["render_ms_p50"],
+                          "inference_mean": s["inference_ms_mean"]},
+        "frames_captured": s["frames_captured"],
+        "inferences": s["inferences"],
+    }

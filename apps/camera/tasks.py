@@ -1,0 +1,389 @@
+"""The two demo tasks: what goes into the model and what comes out, read from the manifest.
+
+:class:`Preprocess` turns a BGR camera frame into the model's input tensor in one OpenCV call
+(``cv2.dnn.blobFromImageWithParams``: crop to the model's aspect, resize, colour swap,
+``(x - mean) * scale`` per channel and NCHW/NHWC packing, all in C++). The manifest's
+``value_range``, ``mean`` and ``std`` are folded into that one per-channel scale and offset, so
+pre-processing costs a fraction of a millisecond and never becomes a second bottleneck. When
+the manifest says ``folded`` (normalisation already inside the model, see
+``edgekit.converters.preprocess``), the artifact takes raw pixels in ``input_value_range`` and
+``input_color_order`` and only those are applied.
+
+:class:`Upscale` renders bicubic against the model at the output resolution (split, side by
+side, model only, bicubic only); :class:`Classify` renders the frame with the top-5 labels.
+Both accept a bundle manifest or, for a bare model file, fall back to what the tensors say
+(layout from the shape, RGB in [0, 1]); they never guess when the manifest speaks.
+
+Example::
+
+    >>> task = make_task("upscale", session)                    # doctest: +SKIP
+    >>> job = task.prepare(frame)                                # doctest: +SKIP
+    >>> outputs = session.run(job.feed)                          # doctest: +SKIP
+    >>> task.render(frame, job, outputs, "split").image.shape    # doctest: +SKIP
+    (480, 640, 3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit.apps.camera._cv import cv2
+from edgekit.errors import DemoError
+
+__all__ = ["Preprocess", "Job", "Rendered", "Upscale", "Classify", "make_task", "UPSCALE_VIEWS", "TASK_NAMES"]
+
+TASK_NAMES = {"upscale": "super-resolve", "classify": "classify"}  # demo task -> manifest task
+UPSCALE_VIEWS = ("split", "side-by-side", "model", "bicubic")
+_FLOAT_DTYPES = ("float32", "float16")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-processing
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Preprocess:
+    """Frame (BGR uint8, any size) → model input, as one vectorised OpenCV call.
+
+    The input tensor is ``(pixel - offset[c]) * scale[c]`` per channel ``c`` (channels in the
+    model's colour order), where ``pixel`` is in [0, 255]; :meth:`from_manifest` derives
+    ``offset`` and ``scale`` from ``value_range``, ``mean`` and ``std``.
+    """
+
+    input_name: str
+    size: tuple[int, int] | None  # (width, height) the model takes; None: any (dynamic H and W)
+    layout: str  # "NCHW" or "NHWC"
+    color_order: str  # "RGB" or "BGR"
+    dtype: str  # "float32", "float16" or "uint8"
+    scale: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    _params: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_manifest(cls, spec: Any, pre: dict[str, Any] | None, where: str = "model") -> "Preprocess":
+        """Build from the model's input :class:`~edgekit.runtimes.base.TensorSpec` and the
+        manifest's ``preprocess`` section (None for a bare model file)."""
+        pre = dict(pre or {})
+        shape = tuple(spec.shape)
+        if len(shape) != 4:
+            raise DemoError(f"the demo needs one image input of rank 4, this model's '{spec.name}' has shape {list(shape)}",
+                            where=where)
+        layout = (spec.layout or pre.get("layout") or _guess_layout(shape, where)).upper()
+        if layout not in ("NCHW", "NHWC"):
+            raise DemoError(f"input layout {layout} is not an image layout (NCHW or NHWC)", where=where)
+        c_axis, h_axis, w_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
+        if isinstance(shape[c_axis], int) and shape[c_axis] != 3:
+            raise DemoError(f"the demo feeds colour frames (3 channels); input '{spec.name}' has {shape[c_axis]}",
+                            where=where)
+        h, w = shape[h_axis], shape[w_axis]
+        size: tuple[int, int] | None
+        if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+            size = (w, h)
+        elif pre.get("input_size"):  # dynamic tensor: the size the model was exported/verified at
+            dims = [int(d) for d in pre["input_size"]]
+            hw = dims if len(dims) == 2 else [dims[h_axis], dims[w_axis]] if len(dims) == 4 else None
+            if hw is None:
+                raise DemoError(f"manifest input_size {dims} is neither [H, W] nor a full input shape", where=where)
+            size = (hw[1], hw[0])
+        else:
+            size = None
+        dtype = str(spec.dtype)
+        if dtype not in (*_FLOAT_DTYPES, "uint8"):
+            raise DemoError(f"input '{spec.name}' has dtype {dtype}; the demo feeds float32, float16 or uint8 images",
+                            where=where, hint="use a float or uint8-input artifact of the model")
+        folded = bool(pre.get("folded"))
+        # folded: the artifact takes raw pixels (input_value_range, input_color_order) and the
+        # source's normalisation runs inside it; color_order/mean/std then describe the source
+        color = str(pre.get("input_color_order", "RGB") if folded else pre.get("color_order", "RGB")).upper()
+        if color not in ("RGB", "BGR"):
+            raise DemoError(f"colour order {color} is not RGB or BGR", where=where)
+        if dtype == "uint8":
+            return cls(spec.name, size, layout, color, dtype, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+        if folded:
+            lo, hi = (float(v) for v in pre.get("input_value_range", (0.0, 255.0)))
+            mean, std = np.zeros(3), np.ones(3)
+        else:
+            lo, hi = (float(v) for v in pre.get("value_range", (0.0, 1.0)))
+            mean = np.broadcast_to(np.asarray(pre.get("mean") or 0.0, np.float64), (3,))
+            std = np.broadcast_to(np.asarray(pre.get("std") or 1.0, np.float64), (3,))
+        if np.any(std == 0) or hi == lo:
+            raise DemoError("manifest preprocess has a zero std or an empty value_range", where=where)
+        # x = ((p / 255) * (hi - lo) + lo - mean) / std  ==  (p - offset) * scale
+        scale = (hi - lo) / (255.0 * std)
+        offset = (mean - lo) / std / scale
+        return cls(spec.name, size, layout, color, dtype, tuple(map(float, scale)), tuple(map(float, offset)))
+
+    def target_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        return self.size or frame_size
+
+    def crop(self, frame: np.ndarray) -> np.ndarray:
+        """Centre crop of ``frame`` to the model's aspect ratio (a view, no copy)."""
+        if self.size is None:
+            return frame
+        fh, fw = frame.shape[:2]
+        tw, th = self.size
+        if fw * th > tw * fh:  # frame wider than the model: trim the sides
+            cw = max(1, round(fh * tw / th))
+            x0 = (fw - cw) // 2
+            return frame[:, x0:x0 + cw]
+        ch = max(1, round(fw * th / tw))
+        y0 = (fh - ch) // 2
+        return frame[y0:y0 + ch]
+
+    def low_res(self, frame: np.ndarray) -> np.ndarray:
+        """The frame as the model sees it: cropped to its aspect and resized to its input size."""
+        cv = cv2()
+        img = self.crop(frame)
+        size = self.target_size((img.shape[1], img.shape[0]))
+        if (img.shape[1], img.shape[0]) != size:
+            shrink = img.shape[1] > size[0]
+            img = cv.resize(img, size, interpolation=cv.INTER_AREA if shrink else cv.INTER_LINEAR)
+        return np.ascontiguousarray(img)
+
+    def __call__(self, low_res_bgr: np.ndarray) -> np.ndarray:
+        """Tensor for an image already at the model's size (see :meth:`low_res`)."""
+        cv = cv2()
+        if self.dtype == "uint8":
+            img = low_res_bgr[:, :, ::-1] if self.color_order == "RGB" else low_res_bgr
+            x = img.transpose(2, 0, 1) if self.layout == "NCHW" else img
+            return np.ascontiguousarray(x[None])
+        if self._params is None:
+            self._params = _blob_params(cv, self) or False
+        if self._params is False:  # OpenCV < 4.8 (e.g. Debian's python3-opencv): NumPy, still vectorised
+            blob = self._numpy(low_res_bgr)
+        else:
+            blob = cv.dnn.blobFromImageWithParams(low_res_bgr, self._params)
+        return blob.astype(np.float16) if self.dtype == "float16" else blob
+
+    def _numpy(self, low_res_bgr: np.ndarray) -> np.ndarray:
+        img = low_res_bgr[:, :, ::-1] if self.color_order == "RGB" else low_res_bgr
+        x = img.astype(np.float32)
+        x -= np.asarray(self.offset, np.float32)
+        x *= np.asarray(self.scale, np.float32)
+        x = x.transpose(2, 0, 1) if self.layout == "NCHW" else x
+        return np.ascontiguousarray(x[None])
+
+    def reference(self, low_res_bgr: np.ndarray) -> np.ndarray:
+        """The same tensor computed plainly with NumPy (for tests)."""
+        img = low_res_bgr[:, :, ::-1] if self.color_order == "RGB" else low_res_bgr
+        x = (img.astype(np.float64) - np.asarray(self.offset)) * np.asarray(self.scale)
+        if self.dtype == "uint8":
+            x = img.astype(np.float64)
+        x = x.transpose(2, 0, 1) if self.layout == "NCHW" else x
+        return x[None].astype(self.dtype)
+
+
+def _blob_params(cv: Any, pre: Preprocess) -> Any:
+    """``cv2.dnn.Image2BlobParams`` for ``pre`` (OpenCV >= 4.8), or None when this OpenCV lacks it."""
+    if not hasattr(cv.dnn, "blobFromImageWithParams"):
+        return None
+    layouts = cv.dnn if hasattr(cv.dnn, "DNN_LAYOUT_NCHW") else cv  # OpenCV 4.x: cv2.dnn.*, 5.x: cv2.*
+    p = cv.dnn.Image2BlobParams()
+    p.scalefactor = (*pre.scale, 0.0)
+    p.mean = (*pre.offset, 0.0)  # in the model's channel order (applied after swapRB)
+    p.swapRB = pre.color_order == "RGB"
+    p.ddepth = cv.CV_32F
+    p.datalayout = layouts.DNN_LAYOUT_NCHW if pre.layout == "NCHW" else layouts.DNN_LAYOUT_NHWC
+    return p
+
+
+def _guess_layout(shape: Sequence[Any], where: str) -> str:
+    """For a bare model file without layout metadata: the axis holding 3 channels."""
+    if shape[1] == 3 and shape[3] != 3:
+        return "NCHW"
+    if shape[3] == 3 and shape[1] != 3:
+        return "NHWC"
+    if shape[1] == 3:
+        return "NCHW"
+    raise DemoError(f"cannot tell the layout of input shape {list(shape)}", where=where,
+                    hint="convert the model with `edgekit convert` so its bundle records the layout")
+
+
+def _to_bgr_u8(y: np.ndarray, layout: str, color_order: str, value_range: tuple[float, float]) -> np.ndarray:
+    """One image tensor (batch 1) → HxWx3 uint8 BGR, clipped to the value range."""
+    cv = cv2()
+    y = y[0]
+    if layout == "NCHW":
+        planes = [y[c] for c in ((2, 1, 0) if color_order == "RGB" else (0, 1, 2))]
+        img = cv.merge([np.asarray(p, np.float32) for p in planes])
+    else:
+        img = np.ascontiguousarray((y[..., ::-1] if color_order == "RGB" else y), dtype=np.float32)
+    lo, hi = value_range
+    np.clip(img, lo, hi, out=img)
+    # after the clip every value maps into [0, 255]: convertScaleAbs rounds and saturates
+    return cv.convertScaleAbs(img, alpha=255.0 / (hi - lo), beta=-255.0 * lo / (hi - lo))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One frame on its way through the pipeline."""
+
+    low_res: np.ndarray  # BGR uint8 at the model's input size
+    feed: dict[str, np.ndarray]
+
+
+@dataclass
+class Rendered:
+    """A task's view of one result: the image (BGR uint8 at the output size) and, for
+    classification, the top-k (label, probability) pairs the overlay lists."""
+
+    image: np.ndarray
+    top_k: list[tuple[str, float]] | None = None
+
+
+class _Task:
+    kind = "task"
+    views: tuple[str, ...] = ("frame",)
+
+    def __init__(self, session: Any, model_name: str | None = None):
+        self.session = session
+        self.manifest = getattr(session, "manifest", None)
+        self.where = str(getattr(session, "path", "model"))
+        if len(session.inputs) != 1:
+            raise DemoError(f"the demo feeds one image, this model takes {len(session.inputs)} inputs", where=self.where)
+        self.pre_cfg = dict(self.manifest.preprocess) if self.manifest is not None else {}
+        self.pre = Preprocess.from_manifest(session.inputs[0], self.pre_cfg if self.manifest is not None else None,
+                                            self.where)
+        path = getattr(session, "path", None)
+        self.model_name = model_name or (self.manifest.name if self.manifest is not None else None) \
+            or (path.stem if hasattr(path, "stem") else "model")
+
+    def prepare(self, frame: np.ndarray) -> Job:
+        """Frame → the model's feed (and the low-res frame the model sees)."""
+        low = self.pre.low_res(frame)
+        return Job(low, {self.pre.input_name: self.pre(low)})
+
+    def output_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:  # pragma: no cover
+        """(width, height) of what :meth:`render` returns for frames of ``frame_size``."""
+        raise NotImplementedError
+
+    def render(self, frame: np.ndarray, job: Job, outputs: dict[str, np.ndarray], view: str) -> Rendered:
+        raise NotImplementedError  # pragma: no cover
+
+
+class Upscale(_Task):
+    """Super-resolution: bicubic (``cv2.resize`` INTER_CUBIC of the same low-res frame the model
+    saw) against the model, at the model's output resolution.
+
+    Views: ``split`` (left half bicubic, right half model, same pixel positions), ``side-by-side``
+    (the centre half of each next to each other, 1:1 pixels), ``model``, ``bicubic``. Every view
+    is the output resolution, so a recording keeps one size while the view is switched.
+    """
+
+    kind = "upscale"
+    views = UPSCALE_VIEWS
+
+    def __init__(self, session: Any, model_name: str | None = None):
+        super().__init__(session, model_name)
+        out = session.outputs[0]
+        self.out_name = out.name
+        shape = tuple(out.shape)
+        if len(shape) != 4:
+            raise DemoError(f"an upscaler's output must be an image of rank 4, '{out.name}' has shape {list(shape)}",
+                            where=self.where)
+        self.out_layout = (out.layout or self.pre.layout).upper()
+        self.value_range = tuple(float(v) for v in self.pre_cfg.get("value_range", (0.0, 1.0)))
+        if self.pre.dtype == "uint8":
+            self.value_range = (0.0, 255.0)
+        h_axis, w_axis = (2, 3) if self.out_layout == "NCHW" else (1, 2)
+        static = all(isinstance(shape[a], int) and shape[a] > 0 for a in (h_axis, w_axis))
+        scale = self.pre_cfg.get("scale_factor")
+        if scale is None and static and self.pre.size is not None:
+            scale = shape[w_axis] / self.pre.size[0]
+        if scale is None:
+            raise DemoError("cannot tell this model's scale factor", where=self.where,
+                            hint="use a bundle from `edgekit convert` (its manifest records scale_factor)")
+        self.scale = float(scale)
+        self.static_out = (int(shape[w_axis]), int(shape[h_axis])) if static else None
+
+    def output_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        if self.static_out is not None:
+            return self.static_out
+        w, h = self.pre.target_size(frame_size)
+        return round(w * self.scale), round(h * self.scale)
+
+    def render(self, frame: np.ndarray, job: Job, outputs: dict[str, np.ndarray], view: str) -> Rendered:
+        from edgekit.apps.camera.overlay import corner_label
+
+        cv = cv2()
+        model = _to_bgr_u8(outputs[self.out_name], self.out_layout, self.pre.color_order, self.value_range)
+        oh, ow = model.shape[:2]
+        if view == "model":
+            corner_label(model, f"{self.model_name} x{self.scale:g}", "bottom-right")
+            return Rendered(model)
+        bicubic = cv.resize(job.low_res, (ow, oh), interpolation=cv.INTER_CUBIC)
+        if view == "bicubic":
+            corner_label(bicubic, f"bicubic x{self.scale:g}", "bottom-left")
+            return Rendered(bicubic)
+        half = ow // 2
+        if view == "side-by-side":
+            x0 = ow // 4
+            canvas = np.empty_like(model)
+            canvas[:, :half] = bicubic[:, x0:x0 + half]
+            canvas[:, half:] = model[:, x0:x0 + ow - half]
+        else:  # split
+            canvas = model
+            canvas[:, :half] = bicubic[:, :half]
+        cv.line(canvas, (half, 0), (half, oh - 1), (255, 255, 255), 1)
+        corner_label(canvas, "bicubic", "bottom-left")
+        corner_label(canvas, f"{self.model_name} x{self.scale:g}", "bottom-right")
+        return Rendered(canvas)
+
+
+class Classify(_Task):
+    """Classification: the frame at its capture size, the region the model sees outlined, and
+    the top-5 classes with probabilities. Labels come from the manifest; without them (or when
+    their count does not match the output), class indices are shown."""
+
+    kind = "classify"
+    TOP_K = 5
+
+    def __init__(self, session: Any, model_name: str | None = None):
+        super().__init__(session, model_name)
+        self.out_name = session.outputs[0].name
+        labels = self.manifest.labels if self.manifest is not None else None
+        self.labels = list(labels) if labels else None
+
+    def output_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        return frame_size
+
+    def top_k(self, logits: np.ndarray) -> list[tuple[str, float]]:
+        """(label, probability) of the ``TOP_K`` best classes. Outputs that already are
+        probabilities (non-negative, summing to 1) are used as they are; logits get a softmax."""
+        v = np.asarray(logits, np.float64).reshape(-1)
+        if not (v.min() >= 0 and abs(v.sum() - 1.0) < 1e-3):
+            v = np.exp(v - v.max())
+            v /= v.sum()
+        k = min(self.TOP_K, v.size)
+        idx = np.argpartition(-v, k - 1)[:k]
+        idx = idx[np.argsort(-v[idx], kind="stable")]
+        names = self.labels if self.labels and len(self.labels) == v.size else None
+        return [(names[i] if names else f"class {i}", float(v[i])) for i in idx]
+
+    def render(self, frame: np.ndarray, job: Job, outputs: dict[str, np.ndarray], view: str) -> Rendered:
+        cv = cv2()
+        image = frame.copy()
+        crop = self.pre.crop(frame)
+        if crop.shape[:2] != frame.shape[:2]:  # outline what the model sees
+            y0 = (frame.shape[0] - crop.shape[0]) // 2
+            x0 = (frame.shape[1] - crop.shape[1]) // 2
+            cv.rectangle(image, (x0, y0), (x0 + crop.shape[1] - 1, y0 + crop.shape[0] - 1), (200, 200, 200), 1)
+        return Rendered(image, self.top_k(outputs[self.out_name]))
+
+
+def make_task(kind: str, session: Any, model_name: str | None = None) -> _Task:
+    """The task object for ``kind`` (``upscale`` or ``classify``), checked against the manifest's task."""
+    if kind not in TASK_NAMES:
+        raise DemoError(f"unknown demo task '{kind}'", hint="choose upscale or classify")
+    manifest = getattr(session, "manifest", None)
+    if manifest is not None and manifest.task not in (TASK_NAMES[kind], "other"):
+        other = next((k for k, v in TASK_NAMES.items() if v == manifest.task), None)
+        hint = f"run `edgekit demo {other} --model ...`" if other else "pick a model made for this task"
+        raise DemoError(f"this bundle is a '{manifest.task}' model, not a '{TASK_NAMES[kind]}' model",
+                        where=getattr(session, "path", "model"), hint=hint)
+    return Upscale(session, model_name) if kind == "upscale" else Classify(session, model_name)

@@ -1,0 +1,81 @@
+"""The demo window (``cv2.imshow``) and its keys, or the reason there can be none.
+
+Keys: ``q``/Esc quit, space pause, ``s`` snapshot PNG, ``v`` switch view. Closing the window
+quits too. :func:`why_headless` says why a window cannot open here (no display, an OpenCV
+without GUI support); the demo then runs headless and says so, rather than failing.
+
+Example::
+
+    >>> reason = why_headless()
+    >>> if reason is None:                                         # doctest: +SKIP
+    ...     with Window("edgekit demo") as win:
+    ...         win.show(frame); key = win.poll()
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from edgekit.apps.camera._cv import cv2, has_gui
+
+__all__ = ["Window", "why_headless", "KEY_ACTIONS"]
+
+# key code -> action
+KEY_ACTIONS = {ord("q"): "quit", ord("Q"): "quit", 27: "quit", ord(" "): "pause", ord("s"): "snapshot",
+               ord("S"): "snapshot", ord("v"): "view", ord("V"): "view"}
+
+
+def why_headless() -> str | None:
+    """None when a window can open; else a short reason."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set)"
+    if not has_gui():
+        return "this OpenCV build has no GUI support (opencv-python-headless); pip install opencv-python for a window"
+    return None
+
+
+class Window:
+    """One resizable-by-content window showing BGR frames."""
+
+    def __init__(self, title: str = "edgekit demo"):
+        self.title = title
+        cv = cv2()
+        cv.namedWindow(self.title, cv.WINDOW_AUTOSIZE)
+        self._shown = False
+
+    def show(self, image: np.ndarray) -> None:
+        cv2().imshow(self.title, image)
+        self._shown = True
+
+    def poll(self, wait_ms: int = 1) -> str | None:
+        """Pump window events; the action of a pressed key, ``"quit"`` when the window was closed."""
+        cv = cv2()
+        key = cv.waitKey(max(1, wait_ms))
+        if key != -1:
+            action = KEY_ACTIONS.get(key & 0xFF)
+            if action:
+                return action
+        if self._shown:
+            try:
+                if cv.getWindowProperty(self.title, cv.WND_PROP_VISIBLE) < 1:
+                    return "quit"
+            except cv.error:
+                return "quit"
+        return None
+
+    def close(self) -> None:
+        cv = cv2()
+        try:
+            cv.destroyWindow(self.title)
+            cv.waitKey(1)
+        except cv.error:
+            pass
+
+    def __enter__(self) -> "Window":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,504 @@
+"""``edgekit.convert``: source → capture → rewrite → export → verify → bundle.
+
+One function runs the stages of the picture in DESIGN.md and writes a bundle atomically
+(a temporary sibling folder renamed into place at the end). Each stage reports to an
+optional ``progress`` callback, which the CLI turns into its stage display.
+
+Failure policy (also the CLI's exit codes):
+
+- a usage mistake (unknown format, non-empty ``out`` without ``force``...) raises
+  :class:`~edgekit.errors.UsageError` before any work (exit 2);
+- a failure that concerns every format (the source cannot be loaded or traced, a pass
+  fails) raises :class:`~edgekit.errors.ConversionError` naming the stage (exit 1);
+  nothing is written;
+- a failure of one format (its exporter cannot express an op, or its artifact does not
+  verify) does not stop the others: the bundle is written with what worked, the failed
+  export is listed in the manifest's ``failures`` and a failed verification is recorded on
+  its artifact; :attr:`ConvertResult.exit_code` is then 3. When *no* format could be
+  exported, nothing is written and a ConversionError lists each format's reason (exit 1).
+
+Example::
+
+    >>> import edgekit
+    >>> r = edgekit.convert("mobilenet_v2", formats=("onnx", "tflite"), out="mnv2",
+    ...                     input_shapes=[(1, 3, 160, 160)])                       # doctest: +SKIP
+    >>> [(a.format, a.status) for a in r.artifacts]                                # doctest: +SKIP
+    [('onnx', 'passed'), ('tflite', 'passed')]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from edgekit.bundle import FORMATS, Artifact, Manifest, sha256_file, staging_dir, write_manifest
+from edgekit.errors import ConversionError, EdgekitError, UsageError
+from edgekit.runtimes.base import TensorSpec
+
+__all__ = ["convert", "ConvertResult", "ArtifactStatus", "Event", "TOOLS", "tool_versions"]
+
+TOOLS = ("edgekit", "torch", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "ai-edge-litert", "litert-torch",
+         "ai-edge-quantizer", "coremltools", "numpy")
+ARTIFACT_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "coreml": "model.mlpackage"}
+DEFAULT_FORMATS = ("onnx", "tflite", "coreml")
+
+
+@dataclass
+class Event:
+    """A progress report: ``stage`` is capture | rewrite | export | verify | bench | write;
+    ``fmt`` the format for per-artifact stages; ``status`` start | done | failed | skipped."""
+
+    stage: str
+    status: str
+    fmt: str | None = None
+    message: str = ""
+    seconds: float | None = None
+
+
+@dataclass
+class ArtifactStatus:
+    """The outcome for one requested format."""
+
+    format: str
+    status: str  # passed | failed | skipped | export-failed
+    path: Path | None = None
+    reason: str | None = None
+    size_bytes: int | None = None
+    latency_ms: float | None = None
+    export_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "status": self.status, "path": str(self.path) if self.path else None,
+                "reason": self.reason, "size_bytes": self.size_bytes, "latency_ms": self.latency_ms,
+                "export_seconds": self.export_seconds}
+
+
+@dataclass
+class ConvertResult:
+    """What :func:`convert` wrote: the bundle folder, its manifest and one status per format."""
+
+    bundle: Path
+    manifest: Manifest
+    artifacts: list[ArtifactStatus]
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every artifact passed verification, or was skipped for a stated reason."""
+        return all(a.status in ("passed", "skipped") for a in self.artifacts)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle), "ok": self.ok, "exit_code": self.exit_code,
+                "seconds": round(self.seconds, 2), "stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
+                "artifacts": [a.to_dict() for a in self.artifacts], "manifest": self.manifest.to_dict()}
+
+
+def tool_versions(names: Iterable[str] = TOOLS) -> dict[str, str]:
+    """Installed versions of the tools that shaped a bundle (missing ones are left out)."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = importlib.metadata.version(n)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def convert(
+    source: Any,
+    formats: str | Sequence[str] = DEFAULT_FORMATS,
+    out: str | Path | None = None,
+    *,
+    target: str | None = None,
+    input_shapes: Sequence[Sequence[int]] | None = None,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    precision: str = "fp32",
+    force: bool = False,
+    fold_preprocess: bool = False,
+    input_layout: str = "NCHW",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    task: str | None = None,
+    passes: Sequence[str] | None = None,
+    skip_passes: Sequence[str] = (),
+    verify: bool = True,
+    bench_runs: int = 10,
+    progress: Callable[[Event], None] | None = None,
+) -> ConvertResult:
+    """Convert ``source`` to ``formats`` and write a verified bundle to ``out``.
+
+    ``source``: a zoo name, ``file.py:callable``, ``package.module:callable``, a ``.pt2`` or
+    ``.onnx`` file, an ``nn.Module`` or an ``ExportedProgram``. ``formats``: any of onnx,
+    tflite, coreml (a list or a comma-separated string). ``input_shapes``: one shape per input
+    (needed when the source does not come with example inputs). ``weights``/``pretrained``:
+    a state dict to load, or the zoo's shipped weights. ``precision``: fp32 or fp16.
+    ``fold_preprocess``: the artifacts take RGB pixels 0..255 (``input_layout`` NCHW or NHWC)
+    with the source's normalisation folded in (see :mod:`edgekit.converters.preprocess`);
+    ``mean``/``std`` give that normalisation for sources without a model card. ``target``,
+    ``passes``, ``skip_passes``: the rewrite stage (NPU pipelines arrive with issue 5).
+    ``bench_runs``: timed runs for the latency column (0 skips it). ``progress`` receives an
+    :class:`Event` at the start and end of every stage.
+    """
+    t_start = time.perf_counter()
+    report = progress or (lambda e: None)
+    fmts = _parse_formats(formats)
+    if precision not in ("fp32", "fp16"):
+        raise UsageError(f"unknown precision '{precision}'", hint="choose fp32 or fp16")
+    if input_layout not in ("NCHW", "NHWC"):
+        raise UsageError(f"unknown input layout '{input_layout}'", hint="choose NCHW or NHWC")
+    if input_layout != "NCHW" and not fold_preprocess:
+        raise UsageError("--input-layout NHWC changes what the artifact takes; it needs --fold-preprocess",
+                         hint="add --fold-preprocess (or leave the layout NCHW)")
+    if bench_runs < 0:
+        raise UsageError(f"bench_runs must be >= 0, got {bench_runs}")
+    # Refuse a bad target or pass ids before any expensive work.
+    from edgekit.converters.passes import run_pipeline
+
+    run_pipeline(None, target, passes, skip_passes)
+
+    from edgekit.converters import capture as cap_mod
+
+    stage_seconds: dict[str, float] = {}
+    out_path = Path(out) if out is not None else Path(f"{_default_name(source)}_edgekit")
+    with staging_dir(out_path, force=force) as tmp:
+        # -- capture ------------------------------------------------------------------------
+        with _stage(report, stage_seconds, "capture", message=_display(source)):
+            cap = cap_mod.capture(source, weights=weights, pretrained=pretrained, input_shapes=input_shapes,
+                                  task=task, mean=mean, std=std)
+            fold = cap.fold_spec(input_layout) if fold_preprocess else None
+            needs_torch = [f for f in fmts if f != "onnx" or cap.onnx_path is None or fold is not None]
+            programs: dict[str, tuple[Any, dict]] = {}
+            capture_errors: dict[str, ConversionError] = {}
+            if needs_torch:
+                try:
+                    programs["tensor"] = cap_mod.export_program(cap, fold)
+                except ConversionError as e:
+                    if cap.onnx_path is None:
+                        raise
+                    # ONNX source: the importer failed; ONNX → ONNX still works without it.
+                    for f in needs_torch:
+                        capture_errors[f] = e
+                if "tensor" in programs and fold is not None and "coreml" in fmts:
+                    programs["image"] = cap_mod.export_program(cap, fold, for_image_input=True)
+                if "tensor" in programs and precision == "fp16" and "onnx" in needs_torch:
+                    programs["half"] = _half_program(cap, fold)
+
+        # -- rewrite ------------------------------------------------------------------------
+        with _stage(report, stage_seconds, "rewrite", message=f"target {target or 'none'}"):
+            applied: list[str] = []
+            for key, (prog, kw) in list(programs.items()):
+                prog, applied = run_pipeline(prog, target, passes, skip_passes)
+                programs[key] = (prog, kw)
+
+        # -- export -------------------------------------------------------------------------
+        from edgekit.converters.exporters import ExportRequest, export
+
+        exported: dict[str, Any] = {}
+        failures: list[dict[str, Any]] = []
+        statuses: dict[str, ArtifactStatus] = {}
+        for fmt in fmts:
+            dest = tmp / ARTIFACT_NAMES[fmt]
+            report(Event("export", "start", fmt))
+            t0 = time.perf_counter()
+            try:
+                if fmt in capture_errors:
+                    raise capture_errors[fmt]
+                key = "image" if fmt == "coreml" and fold is not None else "tensor"
+                program, kwargs = programs.get(key, (None, {}))
+                if program is None and not (fmt == "onnx" and cap.onnx_path is not None):
+                    raise ConversionError("export", f"{fmt}: nothing was captured to export")
+                if program is None:
+                    kwargs = dict(zip(cap.input_names, cap.example_inputs))
+                request = ExportRequest(
+                    program=program, kwargs=kwargs, input_names=list(cap.input_names),
+                    output_names=list(cap.output_names), dest=dest, precision=precision, task=cap.task,
+                    onnx_source=cap.onnx_path if (fmt == "onnx" and fold is None) else None,
+                    image_input={"color_layout": fold.color_order} if (fmt == "coreml" and fold is not None) else None,
+                    labels=cap.preprocess.get("labels"),
+                    program_fp16=programs.get("half", (None,))[0],
+                )
+                exported[fmt] = export(fmt, request)
+            except EdgekitError as e:
+                _remove(dest)
+                secs = time.perf_counter() - t0
+                failures.append({"format": fmt, "stage": getattr(e, "stage", "export"), "reason": str(e)})
+                statuses[fmt] = ArtifactStatus(fmt, "export-failed", reason=str(e), export_seconds=round(secs, 2))
+                report(Event("export", "failed", fmt, str(e), secs))
+                continue
+            secs = time.perf_counter() - t0
+            statuses[fmt] = ArtifactStatus(fmt, "not-verified", path=out_path / ARTIFACT_NAMES[fmt],
+                                           size_bytes=_size(dest), export_seconds=round(secs, 2))
+            stage_seconds[f"export:{fmt}"] = secs
+            report(Event("export", "done", fmt, f"{_human(_size(dest))}", secs))
+        if not exported:
+            raise ConversionError("export", "no format could be exported: " +
+                                  "; ".join(f["reason"] for f in failures))
+
+        # -- verify -------------------------------------------------------------------------
+        artifacts: list[Artifact] = []
+        for fmt, result in exported.items():
+            art = _artifact(fmt, result, cap, fold, precision, applied)
+            st = statuses[fmt]
+            if verify:
+                report(Event("verify", "start", fmt))
+                t0 = time.perf_counter()
+                _verify(fmt, result, art, cap, fold, precision, st, bench_runs)
+                secs = time.perf_counter() - t0
+                stage_seconds[f"verify:{fmt}"] = secs
+                report(Event("verify", {"passed": "done"}.get(st.status, st.status), fmt, st.reason or _metric_line(art), secs))
+            else:
+                art.verification = {"status": "not-run", "reason": "verification disabled (--no-verify)"}
+                st.status, st.reason = "skipped", "verification disabled"
+            art.size_bytes = _size(result.path)
+            art.sha256 = sha256_file(result.path)
+            artifacts.append(art)
+
+        # -- manifest -----------------------------------------------------------------------
+        with _stage(report, stage_seconds, "write", message=str(out_path)):
+            preprocess = dict(cap.preprocess)
+            if fold is not None:
+                preprocess.update(fold.to_manifest())
+            manifest = Manifest(
+                name=cap.name, task=cap.task, source=cap.source, preprocess=preprocess, artifacts=artifacts,
+                tools=tool_versions(), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                extra={"convert": {
+                    "formats": list(fmts), "precision": precision, "target": target, "passes": applied,
+                    "fold_preprocess": fold is not None,
+                    "input_shapes": [list(s) for s in cap.input_shapes],
+                    "output_shapes": [list(s) for s in cap.output_shapes],
+                }, "failures": failures},
+            )
+            write_manifest(tmp, manifest)
+    result = ConvertResult(out_path, manifest, [statuses[f] for f in fmts], time.perf_counter() - t_start,
+                           stage_seconds)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class _stage:
+    """Context manager: report start/done/failed of a stage and record its duration."""
+
+    def __init__(self, report: Callable[[Event], None], seconds: dict[str, float], stage: str, message: str = ""):
+        self.report, self.seconds, self.stage, self.message = report, seconds, stage, message
+
+    def __enter__(self) -> "_stage":
+        self.t0 = time.perf_counter()
+        self.report(Event(self.stage, "start", message=self.message))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        secs = time.perf_counter() - self.t0
+        self.seconds[self.stage] = secs
+        if exc is None:
+            self.report(Event(self.stage, "done", seconds=secs, message=self.message))
+        elif isinstance(exc, Exception):
+            self.report(Event(self.stage, "failed", message=str(exc), seconds=secs))
+
+
+def _parse_formats(formats: str | Sequence[str]) -> list[str]:
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    fmts = []
+    for f in (x.strip().lower() for x in items):
+        if not f:
+            continue
+        f = {"mlpackage": "coreml", "litert": "tflite"}.get(f, f)
+        if f not in ARTIFACT_NAMES:
+            raise UsageError(f"unknown format '{f}'", hint="choose from: onnx, tflite, coreml")
+        if f not in fmts:
+            fmts.append(f)
+    if not fmts:
+        raise UsageError("no output format given", hint="pass --to onnx,tflite,coreml")
+    return fmts
+
+
+def _display(source: Any) -> str:
+    return str(source) if isinstance(source, (str, Path)) else type(source).__name__
+
+
+def _default_name(source: Any) -> str:
+    text = _display(source)
+    return Path(text.rsplit(":", 1)[-1] if ":" in text else text).stem or "model"
+
+
+def _half_program(cap: Any, fold: Any) -> tuple[Any, dict]:
+    """The fp16 program: a half-precision copy of the module, float32 inputs cast on entry
+    and outputs cast back (so the artifact's interface stays float32)."""
+    import copy
+
+    import torch
+    import torch.utils._pytree as pytree
+
+    from edgekit.converters import capture as cap_mod
+
+    module = cap.module
+    try:
+        half = copy.deepcopy(module).half()
+    except Exception as e:  # an ExportedProgram's module may refuse; say so
+        raise ConversionError("capture", f"cannot make a float16 copy of the model ({type(e).__name__}: {e})",
+                              hint="convert with --precision fp32") from None
+
+    class HalfIO(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = half
+
+        def forward(self, *xs: torch.Tensor) -> Any:
+            out = self.model(*[x.half() if x.is_floating_point() else x for x in xs])
+            return pytree.tree_map(lambda t: t.float() if t.is_floating_point() else t, out)
+
+    wrapper = HalfIO()
+    wrapper.training = False
+    half_cap = copy.copy(cap)
+    half_cap.module = wrapper
+    return cap_mod.export_program(half_cap, fold)
+
+
+def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applied: list[str]) -> Artifact:
+    """The manifest entry of an exported file, with the tensors the exporter was asked for
+    (replaced by what the runtime reports once verification opened it)."""
+    in_layouts = list(cap.input_layouts)
+    in_shapes = [list(s) for s in cap.input_shapes]
+    in_dtypes = [str(t.dtype).replace("torch.", "") for t in cap.example_inputs]
+    source_layouts: dict[str, str] = {}
+    if fold is not None:
+        in_dtypes[0] = "float32"
+        if fold.input_layout == "NHWC" and fmt != "coreml":
+            n, c, h, w = in_shapes[0]
+            in_shapes[0] = [n, h, w, c]
+            in_layouts[0] = "NHWC"
+            source_layouts[cap.input_names[0]] = cap.input_layouts[0] or "NCHW"
+    if fmt == "coreml" and fold is not None:
+        in_dtypes[0] = "uint8"  # an image
+    inputs = [TensorSpec(n, tuple(s), d, lay) for n, s, d, lay in zip(cap.input_names, in_shapes, in_dtypes, in_layouts)]
+    outputs = [TensorSpec(n, tuple(s), "float32", lay)
+               for n, s, lay in zip(cap.output_names, cap.output_shapes, cap.output_layouts)]
+    extra: dict[str, Any] = {"notes": result.notes} if result.notes else {}
+    if result.extra:
+        extra[fmt] = result.extra
+    return Artifact(path=result.path.name, format=fmt, inputs=inputs, outputs=outputs, target=None,
+                    precision=precision, passes=[*applied, *result.passes], source_layouts=source_layouts,
+                    extra=extra)
+
+
+def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision: str, st: ArtifactStatus,
+            bench_runs: int) -> None:
+    """Verify one artifact in place: fills ``art.verification`` (and the runtime's tensor
+    names), ``st.status``/``st.reason``/``st.latency_ms``."""
+    import numpy as np
+
+    from edgekit.converters import verify as V
+    from edgekit.runtimes.host import is_macos
+
+    preprocess = cap.preprocess
+    peak = 2.0 if cap.task == "decode-video" else float(np.ptp(preprocess.get("value_range") or (0.0, 1.0))) or 1.0
+    if fmt == "coreml" and not is_macos():
+        problems = V.check_coreml_spec(result.path, [tuple(t.shape) for t in art.inputs], cap.input_names,
+                                       cap.output_names, cap.output_shapes, image_input=fold is not None)
+        if problems:
+            art.verification = {"status": "failed", "reason": "spec check: " + "; ".join(problems)}
+            st.status, st.reason = "failed", art.verification["reason"]
+        else:
+            art.verification = {"status": "skipped", "reason": "CoreML prediction needs macOS",
+                                "spec_check": "passed: the package loads; inputs and outputs have the source's "
+                                              "names and shapes"}
+            st.status, st.reason = "skipped", "CoreML prediction needs macOS (spec checked)"
+        return
+    example = [t.numpy() for t in cap.example_inputs]
+    cases = V.make_cases([tuple(t.shape) for t in cap.example_inputs], [a.dtype for a in example], task=cap.task,
+                         preprocess=preprocess, fold=fold, example=example if fold is None else None)
+    session = None
+    try:
+        verification, session = V.verify_artifact(result.path, cases, cap.reference, output_names=cap.output_names,
+                                                  precision=precision, task=cap.task, peak=peak)
+        _adopt_runtime_specs(art, session)
+    except EdgekitError as e:
+        verification = {"status": "failed", "reason": f"the runtime cannot run it: {e}"}
+    art.verification = verification
+    st.status = verification["status"]
+    st.reason = verification.get("reason")
+    if session is not None:
+        if st.status == "passed" and bench_runs:
+            st.latency_ms = _latency(session, cases[0].artifact, bench_runs)
+            art.extra["latency_ms_p50"] = st.latency_ms
+            art.extra["latency_host"] = _host_line(session)
+        session.close()
+
+
+def _adopt_runtime_specs(art: Artifact, session: Any) -> None:
+    """Record the tensor names, shapes and dtypes the runtime reports (what a user feeds),
+    keeping the layouts known from the source."""
+    def merge(specs: list[TensorSpec], runtime: list[TensorSpec]) -> list[TensorSpec]:
+        if len(specs) != len(runtime):
+            return specs
+        return [TensorSpec(r.name, tuple(r.shape), r.dtype, s.layout) for s, r in zip(specs, runtime)]
+
+    art.inputs = merge(art.inputs, list(session.inputs))
+    art.outputs = merge(art.outputs, list(session.outputs))
+
+
+def _latency(session: Any, arrays: list, runs: int) -> float | None:
+    feed = {spec.name: a for spec, a in zip(session.inputs, arrays)}
+    try:
+        from edgekit.runtimes.bench import bench
+
+        return round(bench(session, warmup=3, runs=runs, feed=feed).p50_ms, 3)
+    except EdgekitError:
+        return None
+
+
+def _host_line(session: Any) -> str:
+    import platform
+
+    return f"{platform.machine()} {platform.system()}, {session.backend}/{session.placement.accelerator}, " \
+           f"{session.threads} thread(s)"
+
+
+def _metric_line(art: Artifact) -> str:
+    v = art.verification
+    outs = v.get("outputs") or {}
+    if not outs:
+        return v.get("reason") or ""
+    name, m = next(iter(outs.items()))
+    parts = [f"max abs {m['max_abs']:.2g}", f"cos {m['cosine']:.6f}"]
+    if "psnr_db" in m:
+        parts.append(f"PSNR {m['psnr_db']:.1f} dB" if m["psnr_db"] != float("inf") else "PSNR inf")
+    if "top1_agreement" in v:
+        parts.append(f"top-1 {v['top1_agreement']:.0%}")
+    return ", ".join(parts)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+    extra = path.with_name(path.name + ".data")
+    if extra.exists():
+        extra.unlink()

@@ -1,0 +1,110 @@
+"""CoreML exporter: coremltools, ML program (``.mlpackage``), from the ExportedProgram.
+
+coremltools converts ``torch.export`` programs in the ATEN dialect, so the program is
+decomposed with an empty table first (``run_decompositions({})``: core ATen ops, nothing
+else changed). Inputs are ``TensorType`` of the source's exact shapes — the artifact takes the
+same tensor as the source — unless pre-processing was folded: then the image input is an
+``ImageType`` (``scale=1``, ``bias=0``, the source's colour order; the per-channel
+normalisation runs in the graph, see :mod:`edgekit.converters.preprocess`) and a classifier
+gets a ``ClassifierConfig`` with the card's labels, which is what Xcode and Vision expect.
+
+``fp32`` sets ``compute_precision=FLOAT32`` (coremltools' default would be float16);
+``fp16`` sets FLOAT16. The deployment target is iOS 16 / macOS 13 (ML programs with float32
+compute and image inputs of any size).
+
+Prediction needs macOS; on other hosts the saved package is re-opened without compiling
+(``skip_model_load=True``) and its interface checked by verification.
+
+Example::
+
+    >>> export(ExportRequest(program, {"input": x}, ["input"], ["logits"], dest=Path("model.mlpackage")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+
+from edgekit.converters.exporters import ExportRequest, ExportResult, export_failure, tool_output
+
+__all__ = ["export", "spec_io"]
+
+DEPLOYMENT_TARGET = "iOS16"
+
+
+def export(request: ExportRequest) -> ExportResult:
+    rank5 = any(getattr(t, "dim", lambda: 0)() >= 5 for t in request.kwargs.values())
+    passes = ["torch.export.run_decompositions({})", "coremltools default mlprogram pipeline"]
+    notes: list[str] = []
+    extra: dict = {"minimum_deployment_target": DEPLOYMENT_TARGET}
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with tool_output() as log:
+        try:
+            import coremltools as ct
+            import numpy as np
+
+            program = request.program.run_decompositions({})
+            inputs = []
+            for i, name in enumerate(request.input_names):
+                shape = tuple(request.kwargs[name].shape)
+                if i == 0 and request.image_input is not None:
+                    order = request.image_input.get("color_layout", "RGB").upper()
+                    layout = ct.colorlayout.BGR if order == "BGR" else ct.colorlayout.RGB
+                    inputs.append(ct.ImageType(name=name, shape=shape, scale=1.0, bias=[0.0] * shape[1],
+                                               color_layout=layout, channel_first=True))
+                    extra["image_input"] = {"name": name, "color_layout": order, "scale": 1.0, "bias": 0.0}
+                else:
+                    inputs.append(ct.TensorType(name=name, shape=shape, dtype=np.float32))
+            classifier = None
+            if request.image_input is not None and request.labels and request.task == "classify":
+                classifier = ct.ClassifierConfig(list(request.labels), predicted_probabilities_output=request.output_names[0])
+                extra["classifier"] = {"labels": len(request.labels), "probabilities": request.output_names[0],
+                                       "note": "probabilities output holds the model's raw scores (no softmax added)"}
+                outputs = None
+            else:
+                outputs = [ct.TensorType(name=n) for n in request.output_names]
+            precision = ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32
+            mlmodel = ct.convert(
+                program, inputs=inputs, outputs=outputs, classifier_config=classifier,
+                convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+                compute_precision=precision,
+            )
+            mlmodel.short_description = f"edgekit {request.task} model"
+            mlmodel.save(str(request.dest))
+        except Exception as e:
+            raise export_failure("coreml", e, log, rank5=rank5) from None
+    if request.precision == "fp16":
+        notes.append("float16 compute (compute_precision=FLOAT16); float32 inputs and outputs")
+    return ExportResult(request.dest, passes=passes, notes=notes, extra=extra)
+
+
+def spec_io(path) -> tuple[list[dict], list[dict]]:
+    """Inputs and outputs of a saved ``.mlpackage`` read from its spec (works on any host):
+    ``[{"name", "shape", "dtype", "kind"}]`` with ``kind`` one of tensor / image / dictionary /
+    string."""
+    import coremltools as ct
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    with tool_output():
+        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    return [_feature(f) for f in spec.description.input], [_feature(f) for f in spec.description.output]
+
+
+_ARRAY_DTYPES = {65568: "float32", 65552: "float16", 131104: "int32", 65600: "float64"}
+
+
+def _feature(f) -> dict:
+    t = f.type
+    which = t.WhichOneof("Type")
+    if which == "multiArrayType":
+        shape = list(t.multiArrayType.shape)
+        return {"name": f.name, "shape": shape, "dtype": _ARRAY_DTYPES.get(t.multiArrayType.dataType, "unknown"),
+                "kind": "tensor"}
+    if which == "imageType":
+        it = t.imageType
+        channels = 1 if it.colorSpace == 10 else 3  # GRAYSCALE = 10
+        return {"name": f.name, "shape": [1, channels, int(it.height), int(it.width)], "dtype": "uint8", "kind": "image"}
+    if which == "dictionaryType":
+        return {"name": f.name, "shape": [], "dtype": "dict", "kind": "dictionary"}
+    if which == "stringType":
+        return {"name": f.name, "shape": [], "dtype": "str", "kind": "string"}
+    return {"name": f.name, "shape": [], "dtype": str(which), "kind": str(which)}

@@ -1,0 +1,65 @@
+"""TFLite/LiteRT exporter: litert-torch (``litert_torch.convert``), no TensorFlow.
+
+litert-torch re-exports the program's module with the same named keyword inputs, lowers it
+to the LiteRT dialect and writes a flatbuffer whose ``serving_default`` signature has the
+input and output names of the request. Layout: the graph keeps the source's NCHW tensors at
+its boundary (litert-torch inserts the TRANSPOSEs around the NHWC kernels); moving the
+boundary to NHWC is a rewrite of the NPU issue, not done silently here.
+
+Precision ``fp16`` is TFLite's float16 weight quantization (ai-edge-quantizer's
+``float_casting``): weights of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and
+TRANSPOSE_CONV are stored as float16 with a DEQUANTIZE in front; XNNPACK computes in float32,
+the GPU delegate in float16. Half the size, the same ops.
+
+Example::
+
+    >>> export(ExportRequest(program, {"input": x}, ["input"], ["logits"], dest=Path("model.tflite")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+from edgekit.converters.exporters import ExportRequest, ExportResult, export_failure, tool_output
+
+__all__ = ["export"]
+
+FP16_PASS = "ai_edge_quantizer.float_casting(fp16 weights)"
+
+
+def export(request: ExportRequest) -> ExportResult:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    rank5 = any(getattr(t, "dim", lambda: 0)() >= 5 for t in request.kwargs.values())
+    passes: list[str] = []
+    notes: list[str] = []
+    with tool_output() as log:
+        try:
+            import litert_torch
+
+            module = request.program.module()
+            module.training = False  # the unlifted module refuses .eval(); litert-torch only reads the flag
+            edge = litert_torch.convert(module, sample_kwargs=dict(request.kwargs))
+            edge.export(str(request.dest))
+            if request.precision == "fp16":
+                _fp16_weights(request.dest)
+                passes.append(FP16_PASS)
+                notes.append("float16 weights (DEQUANTIZE to float32 on CPU; the GPU delegate computes in float16)")
+        except Exception as e:
+            raise export_failure("tflite", e, log, rank5=rank5) from None
+    if not request.dest.is_file():
+        raise export_failure("tflite", RuntimeError("litert-torch wrote no file"), log, rank5=rank5)
+    return ExportResult(request.dest, passes=passes, notes=notes)
+
+
+def _fp16_weights(path) -> None:
+    """Rewrite ``path`` in place with float16 weights (ai-edge-quantizer float casting)."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    q = quantizer.Quantizer(str(path))
+    for op in (qtyping.TFLOperationName.CONV_2D, qtyping.TFLOperationName.DEPTHWISE_CONV_2D,
+               qtyping.TFLOperationName.FULLY_CONNECTED, qtyping.TFLOperationName.CONV_2D_TRANSPOSE):
+        q.add_weight_only_config(regex=".*", operation_name=op, num_bits=16, algorithm_key="float_casting")
+    result = q.quantize()
+    tmp = path.with_name(path.name + ".fp16")
+    result.export_model(str(tmp), overwrite=True)
+    os.replace(tmp, path)

@@ -1,0 +1,220 @@
+"""LiteRT (TFLite) backend: ``ai_edge_litert``'s Interpreter, ``tflite_runtime`` as fallback.
+
+``ai-edge-litert`` is preferred; ``tflite-runtime`` (frozen at 2.14, the only wheel for 32-bit
+Raspberry Pi OS) is used only when it is the one installed. The interpreter's Python default
+is one thread; edgekit always passes ``num_threads`` (all physical cores unless asked).
+
+Accelerators (``accelerator=``):
+
+- ``"auto"`` / ``"xnnpack"``: the builtin kernels with XNNPACK, LiteRT's default CPU delegate.
+- ``"none"`` / ``"cpu"``: builtin kernels only (no default delegate).
+- ``"edgetpu"`` or a delegate library (``"libedgetpu.so.1"``, ``"/path/libfoo_delegate.so"``):
+  loaded with ``load_delegate(library, delegate_options)``; XNNPACK takes what it leaves.
+
+Placement: after allocation the interpreter's node list holds the original ops plus one
+``DELEGATE`` node per delegated partition. Walking back from each partition's outputs to its
+inputs gives the ops it replaced, so ``placement.op_counts`` is exact per delegate (``"CPU"``
+counts the builtin kernels). Delegate nodes that exist before allocation belong to the
+external delegate; those added by allocation to XNNPACK. ``strict=True`` raises when any op
+is left on the builtin CPU kernels while a delegate was asked for.
+
+Run path: ``set_tensor``/``invoke``/``get_tensor`` on cached tensor indices, the same calls a
+bare interpreter loop makes (see ``benchmarks/runtime_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import BackendUnavailable, InvalidModelFile, UsageError
+from edgekit.runtimes.base import Placement, Session, Stopwatch, TensorSpec
+from edgekit.runtimes.modelfile import read_model
+
+__all__ = ["FORMATS", "available", "open_session", "LiteRTSession", "runtime_package"]
+
+FORMATS = ("tflite",)
+_EDGETPU = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
+
+
+def _interpreter_module() -> tuple[Any, str]:
+    """(the module holding Interpreter and load_delegate, its package name)."""
+    try:
+        from ai_edge_litert import interpreter
+
+        return interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter  # type: ignore[import-not-found]
+
+        return interpreter, "tflite-runtime"
+    except ImportError:
+        raise BackendUnavailable(
+            "the LiteRT backend needs ai-edge-litert (or tflite-runtime)",
+            hint="install it with: pip install ai-edge-litert  (32-bit Raspberry Pi OS: pip install tflite-runtime 'numpy<2')",
+        ) from None
+
+
+def runtime_package() -> str | None:
+    """Which interpreter package this backend uses here, or None when neither is installed."""
+    try:
+        return _interpreter_module()[1]
+    except BackendUnavailable:
+        return None
+
+
+def available() -> str | None:
+    try:
+        _interpreter_module()
+    except BackendUnavailable as e:
+        return str(e)
+    return None
+
+
+def open_session(path: Path, threads: int, accelerator: str = "auto", *, strict: bool = False,
+                 delegate_options: dict[str, Any] | None = None, **options: Any) -> "LiteRTSession":
+    if options:
+        raise UsageError(f"unknown option(s) for the litert backend: {', '.join(sorted(options))}",
+                         hint="litert takes strict= and delegate_options=")
+    return LiteRTSession(Path(path), threads, accelerator, strict=strict, delegate_options=delegate_options)
+
+
+def _delegate_library(accelerator: str) -> str | None:
+    """The delegate library an ``accelerator`` names, or None for the builtin CPU choices."""
+    a = accelerator.strip()
+    if a.lower() in ("auto", "xnnpack", "none", "cpu"):
+        return None
+    if a.lower() == "edgetpu":
+        return _EDGETPU.get(sys.platform, "libedgetpu.so.1")
+    if any(s in a for s in (".so", ".dylib", ".dll", os.sep)):
+        return a
+    raise UsageError(f"unknown LiteRT accelerator '{accelerator}'",
+                     hint="use auto, xnnpack, none, edgetpu, or the path of a TFLite delegate library")
+
+
+class LiteRTSession(Session):
+    backend = "litert"
+
+    def __init__(self, path: Path, threads: int, accelerator: str, *, strict: bool = False,
+                 delegate_options: dict[str, Any] | None = None):
+        self.path, self.threads = path, threads
+        info = read_model(path, "tflite")  # never hand a malformed flatbuffer to the interpreter
+        module, self.runtime = _interpreter_module()
+        library = _delegate_library(accelerator)
+        kwargs: dict[str, Any] = {"model_path": str(path), "num_threads": threads}
+        if accelerator.lower() in ("none", "cpu"):
+            kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        with Stopwatch() as sw:
+            if library:
+                try:
+                    kwargs["experimental_delegates"] = [module.load_delegate(library, delegate_options or {})]
+                except (ValueError, OSError, RuntimeError) as e:
+                    raise BackendUnavailable(f"cannot load the TFLite delegate '{library}' ({_first_line(e)})",
+                                             where=path, hint="install the delegate's runtime library, or use "
+                                             "accelerator='auto'") from None
+            try:
+                interp = module.Interpreter(**kwargs)
+                n_before = interp._interpreter.NumNodes() if hasattr(interp, "_interpreter") else None
+                interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                raise InvalidModelFile(path, f"LiteRT cannot load it: {_first_line(e)}",
+                                       hint="check `edgekit inspect` for unsupported ops, or re-export the model") from None
+        self.init_ms = sw.ms
+        self._interp = interp
+        in_details, out_details = interp.get_input_details(), interp.get_output_details()
+        self.inputs = [_spec(d) for d in in_details]
+        self.outputs = [_spec(d) for d in out_details]
+        self._in = [(d["index"], d["name"]) for d in in_details]
+        self._out = [(d["index"], d["name"]) for d in out_details]
+        self._shapes = {d["name"]: tuple(int(x) for x in d["shape"]) for d in in_details}
+        self.info = info
+        accel_name = library or ("none (builtin CPU kernels)" if accelerator.lower() in ("none", "cpu") else "XNNPACK")
+        self.placement = _placement(interp, n_before, accel_name, library, self.runtime)
+        if strict and accelerator.lower() not in ("none", "cpu"):
+            on_cpu = self.placement.op_counts.get("CPU", 0) if isinstance(self.placement.op_counts, dict) else None
+            if on_cpu is None or on_cpu:
+                what = f"{on_cpu} op(s) run on the builtin CPU kernels" if on_cpu else "op placement cannot be read"
+                self.close()
+                raise BackendUnavailable(f"strict: {accel_name} does not run the whole model ({what}; "
+                                         f"{'; '.join(self.placement.notes)})", where=path,
+                                         hint="rewrite the model for the target (`edgekit lint`), or drop strict=True")
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        interp = self._interp
+        for index, name in self._in:
+            x = feed[name]
+            if x.shape != self._shapes[name]:
+                self._resize(feed)
+            interp.set_tensor(index, x)
+        interp.invoke()
+        return {name: interp.get_tensor(index) for index, name in self._out}
+
+    def _resize(self, feed: dict[str, np.ndarray]) -> None:
+        """A feed with new sizes for dynamic dims: resize the inputs, allocate again."""
+        for index, name in self._in:
+            self._interp.resize_tensor_input(index, list(feed[name].shape), strict=True)
+            self._shapes[name] = tuple(feed[name].shape)
+        try:
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise UsageError(f"LiteRT cannot run these input shapes: {_first_line(e)}", where=self.path) from None
+
+    def _close(self) -> None:
+        self._interp = None
+
+
+def _spec(d: dict[str, Any]) -> TensorSpec:
+    sig = d.get("shape_signature")
+    dims = sig if sig is not None and len(sig) == len(d["shape"]) else d["shape"]
+    return TensorSpec(d["name"], tuple(None if int(x) < 0 else int(x) for x in dims), np.dtype(d["dtype"]).name)
+
+
+def _placement(interp: Any, n_before: int | None, accel_name: str, library: str | None, runtime: str) -> Placement:
+    notes = [f"runtime: {runtime}"]
+    try:
+        nodes = interp._get_ops_details()
+    except Exception as e:  # private API: absent or different in other interpreter versions
+        notes.append(f"op placement unreadable ({type(e).__name__})")
+        return Placement("litert", accel_name, "unknown", notes)
+    originals = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {int(t): n["index"] for n in originals for t in n["outputs"]}
+    delegated: dict[int, str] = {}
+    for n in nodes:
+        if n["op_name"] != "DELEGATE":
+            continue
+        owner = library if (library and n_before is not None and n["index"] < n_before) else "XNNPACK"
+        stop = {int(t) for t in n["inputs"]}
+        todo = [int(t) for t in n["outputs"]]
+        while todo:
+            t = todo.pop()
+            node = producer.get(t)
+            if t in stop or node is None or node in delegated:
+                continue
+            delegated[node] = owner
+            todo.extend(int(x) for x in nodes[node]["inputs"] if int(x) >= 0)
+    counts: dict[str, int] = {}
+    for owner in delegated.values():
+        counts[owner] = counts.get(owner, 0) + 1
+    cpu = [n["op_name"] for n in originals if n["index"] not in delegated]
+    counts["CPU"] = len(cpu)
+    partitions = sum(1 for n in nodes if n["op_name"] == "DELEGATE")
+    if partitions:
+        notes.append(f"{partitions} delegated partition(s)")
+    if cpu and partitions:
+        hist: dict[str, int] = {}
+        for op in cpu:
+            hist[op] = hist.get(op, 0) + 1
+        notes.append("on CPU: " + ", ".join(f"{k}×{v}" for k, v in hist.items()))
+    if interp.num_subgraphs() > 1:
+        notes.append("counts cover the primary subgraph only")
+    return Placement("litert", accel_name, counts, notes)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
