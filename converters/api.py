@@ -249,6 +249,7 @@ def convert(
         artifacts: list[Artifact] = []
         for fmt, result in exported.items():
             art = _artifact(fmt, result, cap, fold, precision, applied)
+            art.target = target
             st = statuses[fmt]
             if verify:
                 report(Event("verify", "start", fmt))

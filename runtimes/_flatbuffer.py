@@ -109,7 +109,7 @@ class Table:
         start, n = self._vector(slot, 1, what)
         if not start:
             return None
-        return bytes(self.data[start:start + n]).decode("utf-8", errors="replace")
+        return _utf8(self.data[start:start + n], f"{self.what}.{what}")
 
     def vector(self, slot: int, fmt: str, what: str) -> tuple:
         """A vector of scalars as a tuple (empty when absent)."""
@@ -142,5 +142,12 @@ class Table:
             length = _U32.unpack_from(self.data, s)[0]
             if s + 4 + length > self.size:
                 raise Malformed(f"{self.what}.{what}[{i}]: string runs past the end of the file")
-            out.append(bytes(self.data[s + 4:s + 4 + length]).decode("utf-8", errors="replace"))
+            out.append(_utf8(self.data[s + 4:s + 4 + length], f"{self.what}.{what}[{i}]"))
         return out
+
+
+def _utf8(raw: Any, what: str) -> str:
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed(f"{what}: string is not valid UTF-8") from None

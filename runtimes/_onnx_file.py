@@ -86,7 +86,10 @@ def _fields(data: Any, start: int, end: int, what: str) -> Iterator[tuple[int, i
 def _str(data: Any, span: Any, what: str) -> str:
     if not isinstance(span, tuple):
         raise Malformed(f"{what}: expected a string")
-    return bytes(data[span[0]:span[1]]).decode("utf-8", errors="replace")
+    try:
+        return bytes(data[span[0]:span[1]]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed(f"{what}: string is not valid UTF-8") from None
 
 
 def _signed(v: int) -> int:
@@ -380,16 +383,16 @@ def read_onnx(path: Path, data: Any) -> dict[str, Any]:
 
 # -- ORT format ---------------------------------------------------------------------------------
 # Slots of ort.fbs tables used here.
-_IS_MODEL = 1
+_IS_ORT_VERSION, _IS_MODEL = 0, 1
 _M_IR, _M_OPSETS, _M_PRODUCER, _M_GRAPH = 0, 1, 2, 7
 _G_INITIALIZERS, _G_NODE_ARGS, _G_NODES, _G_INPUTS, _G_OUTPUTS = 0, 1, 2, 5, 6
-_N_DOMAIN, _N_OP_TYPE = 2, 5
+_N_NAME, _N_DOMAIN, _N_OP_TYPE, _N_INPUTS, _N_OUTPUTS = 0, 2, 5, 8, 9
 _VI_NAME, _VI_TYPE = 0, 2
 _TI_VALUE_TYPE, _TI_VALUE = 1, 2
 _TTS_ELEM, _TTS_SHAPE = 0, 1
 _DIM_VALUE = 0
 _DV_TYPE, _DV_VALUE, _DV_PARAM = 0, 1, 2
-_TENSOR_NAME = 0
+_TENSOR_NAME, _TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_RAW = 0, 2, 3, 4
 
 
 def read_ort(path: Path, data: Any) -> dict[str, Any]:
@@ -415,9 +418,21 @@ def read_ort(path: Path, data: Any) -> dict[str, Any]:
     for node in graph.tables(_G_NODES, "nodes"):
         op = node.string(_N_OP_TYPE, "op_type") or "?"
         domain = node.string(_N_DOMAIN, "domain") or ""
+        node.string(_N_NAME, "name")
+        node.strings(_N_INPUTS, "inputs")
+        node.strings(_N_OUTPUTS, "outputs")
         key = op if domain in ("", "ai.onnx") else f"{domain}::{op}"
         histogram[key] = histogram.get(key, 0) + 1
-    initializers = {t.string(_TENSOR_NAME, "name") for t in graph.tables(_G_INITIALIZERS, "initializers")}
+    initializers = set()
+    for t in graph.tables(_G_INITIALIZERS, "initializers"):
+        name = t.string(_TENSOR_NAME, "name") or ""
+        dims = t.vector(_TENSOR_DIMS, "q", "dims")
+        _, raw = t.span(_TENSOR_RAW, "raw_data")
+        item = _ITEMSIZE.get(ONNX_DTYPES.get(t.scalar(_TENSOR_TYPE, "i", 0), ""))
+        if raw and item and min(dims, default=0) >= 0 and math.prod(dims) * item != raw:
+            raise Malformed(f"initializer '{name}' {list(dims)} needs {math.prod(dims) * item} bytes, it holds {raw}")
+        initializers.add(name)
+    session.string(_IS_ORT_VERSION, "ort_version")
     ins = [n for n in graph.strings(_G_INPUTS, "inputs") if n not in initializers]
     outs = graph.strings(_G_OUTPUTS, "outputs")
     opsets = {}

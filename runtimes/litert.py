@@ -126,7 +126,10 @@ class LiteRTSession(Session):
                                        hint="check `edgekit inspect` for unsupported ops, or re-export the model") from None
         self.init_ms = sw.ms
         self._interp = interp
-        in_details, out_details = interp.get_input_details(), interp.get_output_details()
+        try:
+            in_details, out_details = interp.get_input_details(), interp.get_output_details()
+        except (ValueError, RuntimeError) as e:  # UnicodeDecodeError is a ValueError
+            raise InvalidModelFile(path, f"LiteRT cannot describe its tensors: {_first_line(e)}") from None
         self.inputs = [_spec(d) for d in in_details]
         self.outputs = [_spec(d) for d in out_details]
         self._in = [(d["index"], d["name"]) for d in in_details]

@@ -239,22 +239,27 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         DEFAULT_RECORDING if headless and not opts.no_record else None)
     recorder = Recorder(record_path) if record_path is not None else None  # validates the path early
 
-    resolved = resolve_model(opts.model, opts.task, progress=log)
-    notes = [resolved.note] if resolved.note else []
-    if resolved.note:
-        log(resolved.note)
-    session = edgekit.load(resolved.path, backend=opts.backend, threads=opts.threads)
+    is_virtual = source is None and (opts.source in (None, "", "virtual"))
+    # A camera or file is opened first: a wrong --source fails in a second, before a model loads.
+    # The virtual camera waits for the model, whose input size is its default frame size.
+    if source is None and not is_virtual:
+        source = open_source(opts.source, opts.size, live=True, seed=opts.seed)
+    session = None
     window = None
     pipeline = None
-    result = DemoResult({}, None, headless_reason=headless_reason, notes=notes)
+    result = DemoResult({}, None, headless_reason=headless_reason)
     try:
+        resolved = resolve_model(opts.model, opts.task, progress=log)
+        if resolved.note:
+            result.notes.append(resolved.note)
+            log(resolved.note)
+        session = edgekit.load(resolved.path, backend=opts.backend, threads=opts.threads)
         task = make_task(opts.task, session, resolved.name)
-        is_virtual = source is None and (opts.source in (None, "", "virtual"))
         max_frames = opts.frames
         if max_frames is None and headless and is_virtual:
             max_frames = DEFAULT_HEADLESS_FRAMES
         if source is None:
-            source = open_source(opts.source, opts.size, live=not headless, seed=opts.seed,
+            source = open_source("virtual", opts.size, live=not headless, seed=opts.seed,
                                  default_size=task.pre.size or (320, 240))
         if recorder is not None:
             recorder.fps = source.fps
@@ -299,7 +304,8 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
                 recorder.close()
             if window is not None:
                 window.close()
-            session.close()
+            if session is not None:
+                session.close()
 
 
 def _summary(pipeline: Any, opts: DemoOptions, model: str, backend: str, accelerator: str, task: Any, source: Any,

@@ -37,13 +37,26 @@ def why_headless() -> str | None:
     return None
 
 
+def _qt_fonts() -> None:
+    """opencv-python's bundled Qt looks for fonts inside the wheel, which ships none, and warns
+    on stderr for every window; point it at the system fonts when the user has not."""
+    if "QT_QPA_FONTDIR" in os.environ or not sys.platform.startswith("linux"):
+        return
+    for d in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts"):
+        if os.path.isdir(d):
+            os.environ["QT_QPA_FONTDIR"] = d
+            return
+
+
 class Window:
     """One resizable-by-content window showing BGR frames."""
 
     def __init__(self, title: str = "edgekit demo"):
         self.title = title
+        _qt_fonts()
         cv = cv2()
-        cv.namedWindow(self.title, cv.WINDOW_AUTOSIZE)
+        # GUI_NORMAL: no Qt toolbar/status bar (pixel-peeping zoom controls); the image is the UI
+        cv.namedWindow(self.title, cv.WINDOW_AUTOSIZE | getattr(cv, "WINDOW_GUI_NORMAL", 0))
         self._shown = False
 
     def show(self, image: np.ndarray) -> None:

@@ -25,6 +25,8 @@ from edgekit.converters.exporters import ExportRequest, ExportResult, export_fai
 __all__ = ["export"]
 
 FP16_PASS = "ai_edge_quantizer.float_casting(fp16 weights)"
+NAME_PASS = "tflite.name_io_tensors"
+_RENAME_LIMIT = 1024**3  # the object API repacks the whole flatbuffer in memory; skip for huge models
 
 
 def export(request: ExportRequest) -> ExportResult:
@@ -44,11 +46,35 @@ def export(request: ExportRequest) -> ExportResult:
                 _fp16_weights(request.dest)
                 passes.append(FP16_PASS)
                 notes.append("float16 weights (DEQUANTIZE to float32 on CPU; the GPU delegate computes in float16)")
+            if request.dest.stat().st_size < _RENAME_LIMIT:
+                _name_io_tensors(request.dest)
+                passes.append(NAME_PASS)
         except Exception as e:
             raise export_failure("tflite", e, log, rank5=rank5) from None
     if not request.dest.is_file():
         raise export_failure("tflite", RuntimeError("litert-torch wrote no file"), log, rank5=rank5)
     return ExportResult(request.dest, passes=passes, notes=notes)
+
+
+def _name_io_tensors(path) -> None:
+    """Give the graph's input and output tensors their signature names (``input``, ``logits``)
+    instead of the converter's ``serving_default_input``/``serving_default_logits_output``, so
+    that every format of a bundle uses the same names. Only names change (same ops, same
+    buffers; the schema keeps buffers 16-byte aligned)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    changed = False
+    for sig in model.signatureDefs or []:
+        graph = model.subgraphs[sig.subgraphIndex]
+        for t in [*(sig.inputs or []), *(sig.outputs or [])]:
+            if graph.tensors[t.tensorIndex].name != t.name:
+                graph.tensors[t.tensorIndex].name = t.name
+                changed = True
+    if changed:
+        tmp = path.with_name(path.name + ".named")
+        flatbuffer_utils.write_model(model, str(tmp))
+        os.replace(tmp, path)
 
 
 def _fp16_weights(path) -> None:

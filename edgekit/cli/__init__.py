@@ -41,5 +41,40 @@ for _name in COMMANDS:
     importlib.import_module(f"edgekit.cli.{_name}").register(app)
 
 
-def main() -> None:
-    app()
+def _kinds(exc: BaseException) -> set[str]:
+    # typer vendors click (typer._click) in recent versions and uses click itself in older ones:
+    # recognise click's exceptions by class name so both work.
+    return {c.__name__ for c in type(exc).__mro__}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. Usage errors (a missing argument, an out-of-range option) are
+    reported like every other error: one line on stderr, exit code 2."""
+    import sys
+
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except SystemExit as e:
+        code = e.code
+    except KeyboardInterrupt:
+        print("edgekit: error: interrupted", file=sys.stderr, flush=True)
+        code = 130
+    except Exception as e:
+        kinds = _kinds(e)
+        if "NoArgsIsHelpError" in kinds:  # bare `edgekit` or a bare group: show the help
+            print(e.format_message())
+            code = 0
+        elif "Exit" in kinds:
+            code = e.exit_code
+        elif "Abort" in kinds:
+            print("edgekit: error: interrupted", file=sys.stderr, flush=True)
+            code = 130
+        elif "ClickException" in kinds:
+            message = " ".join(e.format_message().split())
+            ctx = getattr(e, "ctx", None)
+            hint = f" — see `{ctx.command_path} --help`" if ctx is not None and "UsageError" in kinds else ""
+            print(f"edgekit: error: {message}{hint}", file=sys.stderr, flush=True)
+            code = e.exit_code
+        else:
+            raise
+    sys.exit(code if isinstance(code, int) else 0)

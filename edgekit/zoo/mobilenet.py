@@ -43,7 +43,7 @@ from edgekit.zoo.registry import ModelCard, register_model
 
 __all__ = [
     "MobileNetV1", "MobileNetV2", "MobileNetV3", "IMAGENET_MEAN", "IMAGENET_STD", "imagenet_labels",
-    "make_divisible", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+    "make_divisible", "normalize", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -410,8 +410,7 @@ def _card(name: str, paper: str, params: int, macs: int, description: str, licen
     )
 
 
-_INPUT_NOTE = ("Input: RGB in [0, 1], normalised with the ImageNet mean/std (not inside the model). "
-               "Config: width_mult, num_classes, dropout")
+_INPUT_NOTE = "Input: RGB in [0, 1], then normalised with the ImageNet mean/std (not inside the model)"
 
 
 @register_model(_card(
@@ -450,7 +449,7 @@ _V3_PAPER = "Howard et al. 2019, Searching for MobileNetV3, https://arxiv.org/ab
     weights_source="torchvision IMAGENET1K_V1 (67.7% top-1 as reported by torchvision): "
                    "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
     description="Searched bottlenecks with squeeze-excite (hard-sigmoid) and hard-swish; torchvision's "
-                f"state-dict layout. {_INPUT_NOTE}, reduced_tail.",
+                f"state-dict layout. {_INPUT_NOTE}.",
 ), example_inputs=classifier_inputs)
 def mobilenet_v3_small(width_mult: float = 1.0, num_classes: int = 1000, dropout: float = 0.2,
                        reduced_tail: bool = False) -> MobileNetV3:
@@ -464,7 +463,7 @@ def mobilenet_v3_small(width_mult: float = 1.0, num_classes: int = 1000, dropout
     weights_source="torchvision IMAGENET1K_V1 (74.0% top-1 as reported by torchvision): "
                    "https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth",
     description="Searched bottlenecks with squeeze-excite (hard-sigmoid) and hard-swish; torchvision's "
-                f"state-dict layout. {_INPUT_NOTE}, reduced_tail.",
+                f"state-dict layout. {_INPUT_NOTE}.",
 ), example_inputs=classifier_inputs)
 def mobilenet_v3_large(width_mult: float = 1.0, num_classes: int = 1000, dropout: float = 0.2,
                        reduced_tail: bool = False) -> MobileNetV3:

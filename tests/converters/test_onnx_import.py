@@ -594,7 +594,7 @@ def test_malformed_files(tmp_path) -> None:
         import_onnx(empty)
     model, _ = single("Relu", [In(r(2, 3))])
     model.graph.node[0].input[0] = "missing"
-    with pytest.raises(InvalidModelFile, match="invalid ONNX model"):
+    with pytest.raises(InvalidModelFile, match="node 0 'the_relu' \\(Relu\\) reads 'missing'"):
         import_onnx(model)
     with pytest.raises(ModelFileNotFound):
         import_onnx(tmp_path / "absent.onnx")

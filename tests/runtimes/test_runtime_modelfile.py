@@ -103,7 +103,8 @@ def test_every_truncation_is_rejected(tmp_path, tiny, name):
     data = tiny[name].read_bytes()
     cut = tmp_path / name
     accepted = []
-    for n in range(1, len(data)):
+    # Every cut in the last 512 bytes (what the flatbuffer builders write first), every 7th before.
+    for n in sorted({*range(1, len(data), 7), *range(max(1, len(data) - 512), len(data))}):
         cut.write_bytes(data[:n])
         try:
             read_model(cut)
@@ -167,7 +168,7 @@ def test_onnx_graph_problems(tmp_path):
          "node add0 reads tensor 'ghost'")
     _err(save([helper.make_node("Relu", ["x"], ["y"])], "no_producer.onnx", outputs=("y", "z")),
          "graph output 'z' is not produced")
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4], vals=b"\0" * 12, raw=True)
+    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4], raw_data=b"\0" * 12)
     _err(save([helper.make_node("Add", ["x", "w"], ["y"])], "short_raw.onnx", initializers=[w]),
          "initializer 'w' [4] float32 needs 16 bytes of raw_data, it holds 12")
     escaping = helper.make_tensor("w", TensorProto.FLOAT, [2], vals=[0.0, 0.0])

@@ -3,7 +3,7 @@ once per test session, whichever tests ask for it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -18,7 +18,6 @@ class Built:
     model: torch.nn.Module
     inputs: tuple
     output: Any
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")

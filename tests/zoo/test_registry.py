@@ -18,7 +18,7 @@ import torch
 
 from edgekit import zoo
 from edgekit.errors import ZooError
-from edgekit.zoo.registry import FAMILIES, WEIGHTS_DIR, count_macs, count_params, get_entry, load_weights
+from edgekit.zoo.registry import FAMILIES, WEIGHTS_DIR, count_macs, count_params, load_weights
 
 NAMES = zoo.list_models()
 TASKS = ("classify", "super-resolve", "decode-video")
