@@ -473,7 +473,8 @@ def _metric_line(art: Artifact) -> str:
     if not outs:
         return v.get("reason") or ""
     name, m = next(iter(outs.items()))
-    parts = [f"max abs {m['max_abs']:.2g}", f"cos {m['cosine']:.6f}"]
+    cos = m["cosine"]
+    parts = [f"max abs {m['max_abs']:.2g}", f"1-cos {1 - cos:.1g}" if cos > 0.999999 else f"cos {cos:.6f}"]
     if "psnr_db" in m:
         parts.append(f"PSNR {m['psnr_db']:.1f} dB" if m["psnr_db"] != float("inf") else "PSNR inf")
     if "top1_agreement" in v:

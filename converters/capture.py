@@ -528,14 +528,15 @@ def import_onnx_module(cap: Captured) -> None:
     except ImportError as e:
         raise ConversionError(STAGE, f"the ONNX importer is not available ({_first_line(e)})", where=cap.onnx_path,
                               hint="convert this .onnx to onnx only, or convert from the PyTorch model") from None
+    shapes = {name: tuple(t.shape) for name, t in zip(cap.input_names, cap.example_inputs)}
     try:
-        result = import_onnx(cap.onnx_path)
+        imported = import_onnx(cap.onnx_path, input_shapes=shapes)
     except EdgekitError:
         raise
     except Exception as e:
         raise ConversionError(STAGE, f"importing the ONNX graph into torch failed ({type(e).__name__}: {_first_line(e)})",
                               where=cap.onnx_path) from None
-    cap.module = result[0] if isinstance(result, tuple) else result
+    cap.module = imported.module
 
 
 # -- shared ----------------------------------------------------------------------------------

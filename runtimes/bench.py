@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -29,6 +30,8 @@ from edgekit.errors import UsageError
 from edgekit.runtimes.base import Session, TensorSpec
 
 __all__ = ["BenchResult", "bench", "random_feed", "peak_rss_mb", "rss_mb"]
+
+_MAX_RANDOM_BYTES = 1 << 32  # 4 GB: beyond this a spec is a mistake, not a model to benchmark
 
 
 @dataclass
@@ -85,6 +88,9 @@ def random_feed(specs: Sequence[TensorSpec], seed: int = 0, dynamic_size: int = 
         except TypeError:
             raise UsageError(f"cannot make random data for input '{s.name}' of dtype {s.dtype}",
                              hint="pass feed= with real inputs") from None
+        if math.prod(shape) * dtype.itemsize > _MAX_RANDOM_BYTES:
+            raise UsageError(f"input '{s.name}' {list(shape)} {s.dtype} is too large for random data",
+                             hint="pass feed= with real inputs")
         if dtype.kind == "f":
             x = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":

@@ -208,7 +208,7 @@ def _placement(interp: Any, n_before: int | None, accel_name: str, library: str 
     partitions = sum(1 for n in nodes if n["op_name"] == "DELEGATE")
     if partitions:
         notes.append(f"{partitions} delegated partition(s)")
-    if cpu and partitions:
+    if cpu:
         hist: dict[str, int] = {}
         for op in cpu:
             hist[op] = hist.get(op, 0) + 1

@@ -60,6 +60,7 @@ class DemoOptions:
     snapshot: Path | None = None  # write the last rendered frame here at the end
     snapshot_dir: Path = Path(".")  # where the `s` key writes
     seed: int = 0
+    just_in_time: bool = True  # live sources: take the frame just before the model is free (API only)
 
 
 @dataclass
@@ -243,7 +244,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
     # A camera or file is opened first: a wrong --source fails in a second, before a model loads.
     # The virtual camera waits for the model, whose input size is its default frame size.
     if source is None and not is_virtual:
-        source = open_source(opts.source, opts.size, live=True, seed=opts.seed)
+        source = open_source(opts.source, opts.size, seed=opts.seed)
     session = None
     window = None
     pipeline = None
@@ -271,7 +272,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         sink = DemoSink(task, model_name=resolved.name, backend=backend, accelerator=accelerator,
                         live=bool(source.live), recorder=recorder, window=window, view=opts.view,
                         snapshot_dir=opts.snapshot_dir, log=log)
-        pipeline = Pipeline(source, task, session, max_frames=max_frames)
+        pipeline = Pipeline(source, task, session, max_frames=max_frames, just_in_time=opts.just_in_time)
         try:
             with _signals_as_interrupts():
                 pipeline.run(sink)

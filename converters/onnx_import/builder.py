@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgekit.errors import ConversionError, EdgekitError, UsageError
+from edgekit.errors import ConversionError, EdgekitError, InvalidModelFile, UsageError
 
 __all__ = ["Const", "Dyn", "Value", "NodeError", "Builder", "OpFn", "ONNX_DTYPES", "build_module"]
 
@@ -373,7 +373,8 @@ class Built:
 
 
 def _node_label(idx: int, node: Any) -> str:
-    name = f"'{node.name}'" if node.name else "(unnamed)"
+    """``node 12 'conv_3' (ai.onnx::Conv)``: position in the graph, name, domain and op type."""
+    name = f"'{node.name}'" if node.name else f"(unnamed, output '{node.output[0] if node.output else ''}')"
     domain = node.domain or "ai.onnx"
     return f"node {idx} {name} ({domain}::{node.op_type})"
 
@@ -425,6 +426,9 @@ def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, 
             values[init.name] = Const(tensor_from_proto(init), init.name)
         except NodeError as e:
             raise ConversionError("import", f"initializer '{init.name}': {e.message}", where=where) from None
+        except Exception as e:  # external data missing, truncated raw data, ...
+            raise InvalidModelFile(where, f"initializer '{init.name}' cannot be read "
+                                          f"({type(e).__name__}: {' '.join(str(e).split())[:150]})") from None
 
     input_shapes = dict(input_shapes or {})
     real_inputs = [vi for vi in graph.input if vi.name not in values]
@@ -471,7 +475,7 @@ def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, 
             else:
                 hint = ("this op is outside edgekit's importer (see edgekit.converters.onnx_import.SUPPORTED_OPS); "
                         "export the PyTorch model instead, or convert to ONNX only")
-            raise ConversionError("import", f"{label}: unsupported op at position {idx}", where=where, hint=hint)
+            raise ConversionError("import", f"{label}: op not supported (opset {opset})", where=where, hint=hint)
         try:
             ins: list[Value | None] = []
             for n in node.input:
@@ -494,13 +498,13 @@ def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, 
                     continue
                 values[name] = outs[i]
         except NodeError as e:
-            raise ConversionError("import", f"{label} at position {idx}: {e.message}", where=where,
+            raise ConversionError("import", f"{label}: {e.message}", where=where,
                                   hint=e.hint or "export the PyTorch model instead") from e
         except EdgekitError:
             raise
         except Exception as e:  # a converter bug or an input it did not foresee: still name the node
             msg = " ".join(str(e).split())[:300]
-            raise ConversionError("import", f"{label} at position {idx} failed: {type(e).__name__}: {msg}",
+            raise ConversionError("import", f"{label} failed: {type(e).__name__}: {msg}",
                                   where=where, hint="report this with the model; export the PyTorch model instead") from e
 
     b.node = None

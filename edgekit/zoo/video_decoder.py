@@ -405,7 +405,7 @@ class TurboConfig:
 
 TURBO_CONFIGS: dict[str, TurboConfig] = {
     # Fast on a CPU, same shapes as REF_CONFIGS["tiny"].
-    "tiny": TurboConfig(widths=(16, 8, 4, 2), layers=(1, 1, 1, 1, 1),
+    "tiny": TurboConfig(widths=(16, 8, 4, 4), layers=(1, 1, 1, 1, 1),
                         separable=(True, True, False, False, False),
                         scales=(None, (2, 2), (1, 2), (1, 2))),
     # hustvl/Turbo-VAED configs/Turbo-VAED-Hunyuan.json: decoder_block_out_channels (16, 32, 256, 512),
@@ -539,7 +539,7 @@ def video_decoder_ref(config: str = "tiny", norm: str = "frame", seed: int = 0) 
                  "convs (k=5) in the low-resolution blocks, narrow full 3x3x3 convs at high resolution, decoupled "
                  "3-D pixel shuffle upsampling (conv at low resolution, temporal shuffle, per-frame pixel_shuffle, "
                  "drop st-1 frames). upsample='permute8d' uses the rank-8 permute form (same outputs). tiny widths "
-                 "16/8/4/2; paper = the Turbo-VAED-Hunyuan config (512/256/32/16, layers 5/4/4/4/5)." + _CONVENTION)),
+                 "16/8/4/4; paper = the Turbo-VAED-Hunyuan config (512/256/32/16, layers 5/4/4/4/5)." + _CONVENTION)),
     example_inputs=_example_latent)
 def video_decoder_turbo(config: str = "tiny", upsample: str = "decoupled", seed: int = 0) -> VideoDecoderTurbo:
     """The Turbo-VAED-style decoder; ``upsample="decoupled"`` or ``"permute8d"`` (identical outputs)."""
