@@ -77,12 +77,15 @@ def run(opts, source=None) -> dict:
     return run_demo(opts, source=source, log=lambda m: None).summary
 
 
+SR_MODEL: str | None = None  # --sr-model: another upscaler than the shipped bundle
+
+
 def efficiency(tmp: Path, repeats: int, clip_frames: int) -> list[dict]:
     from edgekit.apps.camera.app import DemoOptions
 
     clip = write_clip(tmp / "clip320x240.mp4", clip_frames)
     rows = []
-    configs = [("upscale", None, "litert"), ("upscale", None, "onnxruntime"),
+    configs = [("upscale", SR_MODEL, "litert"), ("upscale", SR_MODEL, "onnxruntime"),
                ("classify", "mobilenet_v2", "litert"), ("classify", "mobilenet_v2", "onnxruntime")]
     for task, model, backend in configs:
         runs = []
@@ -110,7 +113,8 @@ def live_latency(frames: int) -> list[dict]:
     for fps in (30.0, 200.0):
         for jit in (True, False):
             cam = VirtualCamera((320, 240), fps=fps, live=True, frames=frames)
-            s = run(DemoOptions(task="upscale", headless=True, no_record=True, threads=2, just_in_time=jit), source=cam)
+            s = run(DemoOptions(task="upscale", model=SR_MODEL, headless=True, no_record=True, threads=2,
+                                just_in_time=jit), source=cam)
             rows.append({"camera_fps": fps, "just_in_time": jit, **{k: s[k] for k in (
                 "frames", "fps", "inference_ms_p50", "e2e_ms_p50", "capture_fps", "dropped_frames", "efficiency")}})
             print(f"  live {fps:5.0f} fps jit={jit!s:5}  e2e p50 {s['e2e_ms_p50']} ms  fps {s['fps']}  "
@@ -124,7 +128,7 @@ def soak(tmp: Path, frames: int) -> dict:
 
     src = SampledSource(VirtualCamera((320, 240), frames=frames, live=False))
     t0 = time.perf_counter()
-    s = run(DemoOptions(task="upscale", headless=True, threads=2, record=tmp / "soak.mp4"), source=src)
+    s = run(DemoOptions(task="upscale", model=SR_MODEL, headless=True, threads=2, record=tmp / "soak.mp4"), source=src)
     wall = time.perf_counter() - t0
     samples = src.samples
     base = next((mb for n, mb in samples if n >= 500), samples[0][1])
@@ -142,8 +146,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--soak-frames", type=int, default=5000)
     ap.add_argument("--skip", nargs="*", default=[], choices=["efficiency", "live", "soak"])
+    ap.add_argument("--sr-model", help="upscaler bundle or file (default: the shipped quicksrnet_small_x2 bundle)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    global SR_MODEL
+    SR_MODEL = args.sr_model
     repeats = 1 if args.quick else args.repeats
     soak_frames = 1000 if args.quick else args.soak_frames
 
@@ -151,7 +158,7 @@ def main() -> int:
 
     report: dict = {"host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                              "edgekit": edgekit.__version__, "load_average_start": os.getloadavg()},
-                    "threads": 2, "clip": "320x240, 120 frames cut from the virtual camera"}
+                    "threads": 2, "sr_model": SR_MODEL or "shipped quicksrnet_small_x2 bundle", "clip": "320x240, 120 frames cut from the virtual camera"}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "efficiency" not in args.skip:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.errors import BackendUnavailable, InvalidModelFile, UsageError
-from edgekit.runtimes.base import Placement, Session, Stopwatch, TensorSpec
+from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError
+from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.modelfile import read_model
 
 __all__ = ["FORMATS", "available", "open_session", "LiteRTSession", "runtime_package"]
@@ -102,6 +103,7 @@ class LiteRTSession(Session):
 
     def __init__(self, path: Path, threads: int, accelerator: str, *, strict: bool = False,
                  delegate_options: dict[str, Any] | None = None):
+        t0 = time.perf_counter()
         self.path, self.threads = path, threads
         info = read_model(path, "tflite")  # never hand a malformed flatbuffer to the interpreter
         module, self.runtime = _interpreter_module()
@@ -109,22 +111,20 @@ class LiteRTSession(Session):
         kwargs: dict[str, Any] = {"model_path": str(path), "num_threads": threads}
         if accelerator.lower() in ("none", "cpu"):
             kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        with Stopwatch() as sw:
-            if library:
-                try:
-                    kwargs["experimental_delegates"] = [module.load_delegate(library, delegate_options or {})]
-                except (ValueError, OSError, RuntimeError) as e:
-                    raise BackendUnavailable(f"cannot load the TFLite delegate '{library}' ({_first_line(e)})",
-                                             where=path, hint="install the delegate's runtime library, or use "
-                                             "accelerator='auto'") from None
+        if library:
             try:
-                interp = module.Interpreter(**kwargs)
-                n_before = interp._interpreter.NumNodes() if hasattr(interp, "_interpreter") else None
-                interp.allocate_tensors()
-            except (ValueError, RuntimeError) as e:
-                raise InvalidModelFile(path, f"LiteRT cannot load it: {_first_line(e)}",
-                                       hint="check `edgekit inspect` for unsupported ops, or re-export the model") from None
-        self.init_ms = sw.ms
+                kwargs["experimental_delegates"] = [module.load_delegate(library, delegate_options or {})]
+            except (ValueError, OSError, RuntimeError) as e:
+                raise BackendUnavailable(f"cannot load the TFLite delegate '{library}' ({_first_line(e)})",
+                                         where=path, hint="install the delegate's runtime library, or use "
+                                         "accelerator='auto'") from None
+        try:
+            interp = module.Interpreter(**kwargs)
+            n_before = interp._interpreter.NumNodes() if hasattr(interp, "_interpreter") else None
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise InvalidModelFile(path, f"LiteRT cannot load it: {_first_line(e)}",
+                                   hint="check `edgekit inspect` for unsupported ops, or re-export the model") from None
         self._interp = interp
         try:
             in_details, out_details = interp.get_input_details(), interp.get_output_details()
@@ -138,6 +138,7 @@ class LiteRTSession(Session):
         self.info = info
         accel_name = library or ("none (builtin CPU kernels)" if accelerator.lower() in ("none", "cpu") else "XNNPACK")
         self.placement = _placement(interp, n_before, accel_name, library, self.runtime)
+        self.init_ms = (time.perf_counter() - t0) * 1e3  # validation, interpreter, allocation, placement
         if strict and accelerator.lower() not in ("none", "cpu"):
             on_cpu = self.placement.op_counts.get("CPU", 0) if isinstance(self.placement.op_counts, dict) else None
             if on_cpu is None or on_cpu:
@@ -149,16 +150,21 @@ class LiteRTSession(Session):
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         interp = self._interp
-        for index, name in self._in:
-            x = feed[name]
-            if x.shape != self._shapes[name]:
+        for _, name in self._in:
+            if feed[name].shape != self._shapes[name]:  # new sizes for dynamic dims
                 self._resize(feed)
-            interp.set_tensor(index, x)
-        interp.invoke()
+                break
+        for index, name in self._in:
+            interp.set_tensor(index, feed[name])
+        try:
+            interp.invoke()
+        except RuntimeError as e:
+            raise EdgekitError(f"LiteRT failed to run it: {_first_line(e)}", where=self.path) from None
         return {name: interp.get_tensor(index) for index, name in self._out}
 
     def _resize(self, feed: dict[str, np.ndarray]) -> None:
-        """A feed with new sizes for dynamic dims: resize the inputs, allocate again."""
+        """Resize every input to the feed's shapes and allocate again (before any set_tensor:
+        allocation may move the input buffers)."""
         for index, name in self._in:
             self._interp.resize_tensor_input(index, list(feed[name].shape), strict=True)
             self._shapes[name] = tuple(feed[name].shape)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.errors import BackendUnavailable, InvalidModelFile, UsageError
-from edgekit.runtimes.base import Placement, Session, Stopwatch, TensorSpec
+from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError
+from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.modelfile import read_model
 
 __all__ = ["FORMATS", "available", "open_session", "OrtSession", "execution_provider"]
@@ -83,6 +84,7 @@ class OrtSession(Session):
                  placement_detail: bool = False, provider_options: dict[str, Any] | None = None):
         import onnxruntime as ort
 
+        t0 = time.perf_counter()
         self.path, self.threads = path, threads
         fmt = "ort" if path.suffix.lower() == ".ort" else "onnx"
         self.info = read_model(path, fmt)  # never hand a malformed protobuf to the runtime
@@ -108,17 +110,15 @@ class OrtSession(Session):
             profile_dir = tempfile.mkdtemp(prefix="edgekit-ort-profile-")
             so.enable_profiling = True
             so.profile_file_prefix = os.path.join(profile_dir, "profile")
-        with Stopwatch() as sw:
-            try:
-                sess = ort.InferenceSession(str(path), so, providers=providers)
-            except Exception as e:  # ORT raises its own pybind exception types
-                _cleanup(profile_dir)
-                message = _first_line(e)
-                if strict and ep != CPU_EP and "fallback" in message.lower():
-                    raise BackendUnavailable(f"strict: {ep} cannot run every node ({message})", where=path,
-                                             hint="rewrite the model for the target (`edgekit lint`), or drop strict=True") from None
-                raise InvalidModelFile(path, f"onnxruntime cannot load it: {message}") from None
-        self.init_ms = sw.ms
+        try:
+            sess = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:  # ORT raises its own pybind exception types
+            _cleanup(profile_dir)
+            message = _first_line(e)
+            if strict and ep != CPU_EP and "fallback" in message.lower():
+                raise BackendUnavailable(f"strict: {ep} cannot run every node ({message})", where=path,
+                                         hint="rewrite the model for the target (`edgekit lint`), or drop strict=True") from None
+            raise InvalidModelFile(path, f"onnxruntime cannot load it: {message}") from None
         self._sess = sess
         self.inputs = [_spec(a) for a in sess.get_inputs()]
         self.outputs = [_spec(a) for a in sess.get_outputs()]
@@ -127,6 +127,7 @@ class OrtSession(Session):
         if strict and ep != CPU_EP and ep not in used:
             raise BackendUnavailable(f"strict: {ep} was not used (session providers: {', '.join(used)})", where=path)
         self.placement = self._placement(used, profile_dir)
+        self.init_ms = (time.perf_counter() - t0) * 1e3  # validation, session creation (and profiling run)
 
     def _placement(self, used: list[str], profile_dir: str | None) -> Placement:
         notes = [f"providers: {', '.join(used)}"]
@@ -155,7 +156,7 @@ class OrtSession(Session):
         try:
             values = self._sess.run(self._output_names, feed)
         except Exception as e:  # e.g. a size a dynamic dim cannot take
-            raise UsageError(f"onnxruntime failed to run: {_first_line(e)}", where=self.path) from None
+            raise EdgekitError(f"onnxruntime failed to run it: {_first_line(e)}", where=self.path) from None
         return dict(zip(self._output_names, values))
 
     def _close(self) -> None:

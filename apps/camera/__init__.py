@@ -8,8 +8,8 @@ recorded to MP4, with inference and end-to-end latency, FPS, and the backend and
 actually used drawn on it.
 
 Modules: :mod:`.sources`, :mod:`.pipeline`, :mod:`.tasks`, :mod:`.overlay`, :mod:`.record`,
-:mod:`.window`, :mod:`.default_bundle` (which model), :mod:`.app` (:func:`run_demo`, what the
-CLI calls), :mod:`.make_default_bundle` (regenerates the shipped bundle).
+:mod:`.window`, :mod:`.models` (which model runs), :mod:`.app` (:func:`run_demo`, what the CLI
+calls), :mod:`.make_default_bundle` (regenerates ``default_bundle/``, the shipped bundle).
 
 Example::
 

@@ -81,10 +81,6 @@ class DemoInterrupted(Exception):
         self.result = result
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: stop, finalise the recording, exit."""
-
-
 # ---------------------------------------------------------------------------------------------
 class DemoSink:
     """The main-thread end of the pipeline: render the task's view, draw the overlay, record,
@@ -161,9 +157,11 @@ class DemoSink:
         return None
 
     def snapshot(self, path: Path | None = None) -> Path | None:
-        """Write the last rendered frame as PNG (to ``path``, or a timestamped name)."""
+        """Write the last rendered frame as PNG (to ``path``; the ``s`` key: a timestamped name
+        in ``snapshot_dir``, announced on the log)."""
         if self.last_image is None:
             return None
+        announce = path is None
         if path is None:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -171,26 +169,34 @@ class DemoSink:
         if not cv2().imwrite(str(path), self.last_image):
             raise DemoError("could not write the snapshot", where=path, hint="check the folder exists and is writable")
         self.snapshots.append(path)
-        self.log(f"snapshot: {path}")
+        if announce:
+            self.log(f"snapshot: {path}")
         return path
 
 
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM raises like Ctrl-C while the demo runs (main thread only)."""
+def _signals_stop(pipeline: Any) -> Iterator[None]:
+    """Ctrl-C and SIGTERM while the pipeline runs: stop after the frame being rendered (so the
+    recording and the frame count agree), via :meth:`Pipeline.interrupt`. Before the main loop
+    runs, or on a second signal, they raise KeyboardInterrupt at once. Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise _Terminated()
+    def on_signal(signum: int, frame: Any) -> None:
+        if pipeline.in_main_loop and not pipeline.interrupt_requested:
+            pipeline.interrupt()
+            return
+        raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
 
 
 @contextlib.contextmanager
@@ -218,7 +224,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
     :class:`DemoInterrupted` for Ctrl-C/SIGTERM. ``source`` replaces ``opts.source`` with an
     already open source object (tests, custom sources)."""
     import edgekit
-    from edgekit.apps.camera.default_bundle import resolve_model
+    from edgekit.apps.camera.models import resolve_model
     from edgekit.apps.camera.pipeline import Pipeline
     from edgekit.apps.camera.record import Recorder
     from edgekit.apps.camera.sources import open_source
@@ -260,8 +266,10 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         if max_frames is None and headless and is_virtual:
             max_frames = DEFAULT_HEADLESS_FRAMES
         if source is None:
-            source = open_source("virtual", opts.size, live=not headless, seed=opts.seed,
-                                 default_size=task.pre.size or (320, 240))
+            # upscale: frames at the model's input size (the output is then exactly model-sized);
+            # classify: a camera-like 640x480 view, centre-cropped for the model
+            default = (task.pre.size or (320, 240)) if opts.task == "upscale" else (640, 480)
+            source = open_source("virtual", opts.size, live=not headless, seed=opts.seed, default_size=default)
         if recorder is not None:
             recorder.fps = source.fps
         placement = getattr(session, "placement", None)
@@ -274,7 +282,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
                         snapshot_dir=opts.snapshot_dir, log=log)
         pipeline = Pipeline(source, task, session, max_frames=max_frames, just_in_time=opts.just_in_time)
         try:
-            with _signals_as_interrupts():
+            with _signals_stop(pipeline):
                 pipeline.run(sink)
         except KeyboardInterrupt:
             result.interrupted = True
@@ -318,6 +326,7 @@ def _summary(pipeline: Any, opts: DemoOptions, model: str, backend: str, acceler
         "backend": backend,
         "accelerator": accelerator,
         "efficiency": s["efficiency"],
+        "model_busy": s["model_busy"],
         "task": opts.task,
         "model": model,
         "source": source.name,

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgekit.apps.camera.default_bundle import DEFAULT_BUNDLE_DIR, DEFAULT_SR_INPUT, DEFAULT_SR_MODEL
+from edgekit.apps.camera.models import DEFAULT_BUNDLE_DIR, DEFAULT_SR_INPUT, DEFAULT_SR_MODEL
 
 __all__ = ["build", "check", "main"]
 

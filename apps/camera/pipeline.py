@@ -15,9 +15,9 @@ The pre thread takes a frame only once the infer thread has taken the previous i
 finishes: the model runs back to back (efficiency = FPS × inference p50 ≈ 1) whenever it is
 the slowest stage, which on an edge device it is. For live sources it goes one step further
 (*just in time*): it waits until shortly before the model is expected to finish (recent
-inference median minus pre-processing minus a margin) and only then takes the newest frame,
-so a frame waits ~15 % of an inference instead of a whole one — end-to-end latency close to
-one inference plus rendering, at nearly the same throughput. The stages spend their time in
+inference median minus pre-processing minus an adaptive margin) and only then takes the
+newest frame, so a frame waits a fraction of an inference instead of a whole one — end-to-end
+latency close to one inference plus rendering, at nearly the same throughput. The stages spend their time in
 OpenCV, NumPy and the runtime, which all release the GIL.
 
 Statistics: inference, pre-processing, render and end-to-end (capture → frame shown or
@@ -241,6 +241,9 @@ class PipelineStats:
             "capture_fps": r(self.captured.rate),
             "dropped_frames": self.dropped,
             "efficiency": r(fps * p50 / 1000.0, 3) if fps and p50 else None,
+            # the fraction of wall time the model was running (FPS × mean inference): ≤ 1 by construction,
+            # while FPS × p50 can exceed 1 when inference times are skewed
+            "model_busy": r(fps * self.infer.mean / 1000.0, 3) if fps and self.infer.count else None,
             "inference_ms_mean": r(self.infer.mean),
             "preprocess_ms_p50": r(self.pre.p50, 3),
             "render_ms_p50": r(self.render.p50, 3),
@@ -284,6 +287,8 @@ class Pipeline:
         self.first_frame_timeout_s = first_frame_timeout_s
         self.warmup_runs = warmup_runs
         self.just_in_time = just_in_time
+        self._margin_ms: float | None = None
+        self._infer_waited_ms = 0.0
         self.live = bool(getattr(source, "live", False))
         self.stats = PipelineStats()
         self.error: BaseException | None = None
@@ -296,6 +301,8 @@ class Pipeline:
         self._started: float | None = None
         self.ended = False  # the source reached its end
         self.source_error: Exception | None = None  # read() failed; raised once the frames in flight are shown
+        self.interrupt_requested = False
+        self.in_main_loop = False
 
     # -- stages --------------------------------------------------------------------------------
     def _capture_loop(self) -> None:
@@ -334,28 +341,45 @@ class Pipeline:
 
     def _prefetch_delay(self) -> float:
         """Seconds to wait, once the model took its input, before taking the next frame: the
-        model's recent median minus pre-processing and a margin (15 %, at least 2 ms), so the
-        frame is as fresh as possible and still ready when the model finishes."""
+        model's recent median minus pre-processing and a safety margin, so the frame is as
+        fresh as possible and still ready when the model finishes.
+
+        The margin adapts: when the model had to wait for its last input, it grows by that
+        wait (fetch earlier); otherwise it shrinks by 5 % towards 5 % of an inference (fetch
+        later). Inference times that jitter (a busy CPU) get a wide margin, steady ones a
+        narrow one."""
         infer, pre = self.stats.infer.recent_p50, self.stats.pre.recent_p50
         if infer is None or pre is None or self.stats.infer.count < 5:
             return 0.0
-        return max(0.0, (infer - pre - max(2.0, 0.15 * infer)) / 1e3)
+        if self._margin_ms is None:
+            self._margin_ms = 0.15 * infer
+        waited = self._infer_waited_ms
+        if waited > 0.5:
+            self._margin_ms = min(infer, self._margin_ms + waited)
+        else:
+            self._margin_ms = max(1.0, 0.05 * infer, 0.95 * self._margin_ms)
+        return max(0.0, (infer - pre - self._margin_ms) / 1e3)
 
     def _infer_loop(self) -> None:
         replace = self.live
         run = self.session.run
+        t_free = None
         while True:
             item = self._pre.get()
+            t0 = time.perf_counter()
             if item is END:
                 self._out.put(END)
                 return
+            if t_free is not None:  # how long the model sat idle waiting for this input
+                self._infer_waited_ms = (t0 - t_free) * 1e3
             frame, job = item
-            t0 = time.perf_counter()
             outputs = run(job.feed)
-            ms = (time.perf_counter() - t0) * 1e3
+            t1 = time.perf_counter()
+            ms = (t1 - t0) * 1e3
             self.stats.infer.add(ms)
             if self._out.put(Result(frame, job, outputs, ms), replace=replace):
                 self.stats.dropped_results += 1
+            t_free = t1 if replace else time.perf_counter()
 
     def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
         def body() -> None:
@@ -415,9 +439,24 @@ class Pipeline:
             raise self.error
         return self.stats
 
+    def interrupt(self) -> None:
+        """Ask the main loop to stop with KeyboardInterrupt at its next safe point (between
+        frames): a signal handler calls this, so a frame is never half rendered or half
+        recorded, and the frame count matches the recording."""
+        self.interrupt_requested = True
+
     def _main_loop(self, sink: Sink) -> None:
         stats = self.stats
+        self.in_main_loop = True
+        try:
+            self._loop(sink, stats)
+        finally:
+            self.in_main_loop = False
+
+    def _loop(self, sink: Sink, stats: PipelineStats) -> None:
         while True:
+            if self.interrupt_requested:
+                raise KeyboardInterrupt
             if self.error is not None:
                 return
             self._check_stall()

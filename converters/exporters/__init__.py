@@ -99,7 +99,8 @@ class CapturedOutput:
 
 @contextlib.contextmanager
 def tool_output() -> Iterator[CapturedOutput]:
-    """Redirect file descriptors 1 and 2 (C++ logs too) into a temporary file for the block.
+    """Redirect file descriptors 1 and 2 (C++ logs too) and Python's ``sys.stdout``/``sys.stderr``
+    into a temporary buffer for the block.
 
     With ``EDGEKIT_DEBUG=1`` nothing is captured. The captured text is available afterwards
     (also when the block raised) for error messages.
@@ -108,24 +109,25 @@ def tool_output() -> Iterator[CapturedOutput]:
     if debug_enabled():
         yield captured
         return
+    import io
+
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    py_log = io.StringIO()  # Python-level writes (also when sys.stdout is not fd 1, e.g. under a test runner)
     with tempfile.TemporaryFile(mode="w+b") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield captured
+            with contextlib.redirect_stdout(py_log), contextlib.redirect_stderr(py_log):
+                yield captured
         finally:
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
             log.seek(0)
-            captured.text = log.read().decode("utf-8", "replace")
+            captured.text = log.read().decode("utf-8", "replace") + py_log.getvalue()
 
 
 # Patterns in tool errors that name an op the format cannot express.

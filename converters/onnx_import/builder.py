@@ -325,17 +325,14 @@ class Builder:
 
 def _attributes(node: Any) -> dict[str, Any]:
     import onnx
-    from onnx import numpy_helper
 
     out: dict[str, Any] = {}
     for a in node.attribute:
         if a.type == onnx.AttributeProto.TENSOR:
             out[a.name] = tensor_from_proto(a.t)
-        elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-            out[a.name] = a  # subgraphs: only the converters that can use them look at them
-        elif a.type == onnx.AttributeProto.SPARSE_TENSOR:
-            out[a.name] = torch.from_numpy(np.array(numpy_helper.to_array(onnx.helper.make_tensor(
-                "s", a.sparse_tensor.values.data_type, list(a.sparse_tensor.dims), []))))
+        elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS, onnx.AttributeProto.SPARSE_TENSOR,
+                        onnx.AttributeProto.SPARSE_TENSORS, onnx.AttributeProto.TENSORS):
+            out[a.name] = a  # kept as protos: no supported op reads these
         else:
             v = onnx.helper.get_attribute_value(a)
             if isinstance(v, bytes):
@@ -370,6 +367,10 @@ class Built:
     output_names: list[str]
     opset: int
     input_shapes: dict[str, tuple[int, ...]]
+
+
+# Ops added in opsets 22–24 that older exporters write as basic ops.
+_NEWER_OPS = {"Attention", "RMSNormalization", "RotaryEmbedding", "Swish", "TensorScatter"}
 
 
 def _node_label(idx: int, node: Any) -> str:
@@ -472,6 +473,15 @@ def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, 
                         "import the model as exported, or export the PyTorch model instead")
             elif domain:
                 hint = "custom-domain ops are outside edgekit's importer; export the PyTorch model instead"
+            elif node.op_type in _NEWER_OPS:
+                hint = ("this op is new in opset 22+; re-export with opset 20 "
+                        "(torch.onnx.export(..., opset_version=20)), which writes it as basic ops")
+            elif node.op_type in ("If", "Loop", "Scan"):
+                hint = ("control flow is outside edgekit's importer; re-export with static shapes or fold the graph "
+                        "(e.g. onnxsim), or export the PyTorch model instead")
+            elif node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"):
+                hint = ("quantized ONNX graphs are outside edgekit's importer; import the float model and let "
+                        "edgekit quantize it for the target")
             else:
                 hint = ("this op is outside edgekit's importer (see edgekit.converters.onnx_import.SUPPORTED_OPS); "
                         "export the PyTorch model instead, or convert to ONNX only")

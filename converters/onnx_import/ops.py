@@ -58,8 +58,11 @@ def torch_pad_list(begin: list[int], end: list[int]) -> list[int]:
 
 
 def onnx_pads(g: Builder, in_sp: tuple[int, ...], kernel: list[int], strides: list[int],
-              dilations: list[int]) -> tuple[list[int], list[int]]:
-    """Begin/end pads of a conv or pooling node from ``pads`` or ``auto_pad`` (static shapes)."""
+              dilations: list[int], dilate_same: bool = True) -> tuple[list[int], list[int]]:
+    """Begin/end pads of a conv or pooling node from ``pads`` or ``auto_pad`` (static shapes).
+
+    ``dilate_same=False`` sizes SAME_* padding with the undilated kernel, as ONNX Runtime's
+    pooling does (its Conv refuses SAME with dilations)."""
     nd = len(in_sp)
     auto = g.attr("auto_pad", "NOTSET")
     if auto in ("NOTSET", ""):
@@ -74,7 +77,8 @@ def onnx_pads(g: Builder, in_sp: tuple[int, ...], kernel: list[int], strides: li
     begin, end = [], []
     for i in range(nd):
         out = -(-in_sp[i] // strides[i])
-        total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - in_sp[i])
+        eff = (kernel[i] - 1) * dilations[i] + 1 if dilate_same else kernel[i]
+        total = max(0, (out - 1) * strides[i] + eff - in_sp[i])
         small, big = total // 2, total - total // 2
         begin.append(small if auto == "SAME_UPPER" else big)
         end.append(big if auto == "SAME_UPPER" else small)
@@ -401,6 +405,8 @@ def conv_transpose(g: Builder, x: Value, w: Value, b: Value | None = None) -> Va
         out_shape = [in_sp[i] * strides[i] for i in range(nd)]
     if out_shape:
         total = [full[i] + out_pad[i] - out_shape[i] for i in range(nd)]
+        if not g.has_attr("output_shape"):  # SAME_*: ONNX Runtime never pads negatively (the output may be shorter)
+            total = [max(0, t) for t in total]
         if auto == "SAME_UPPER":
             begin, end = [t // 2 for t in total], [t - t // 2 for t in total]
         else:
@@ -633,6 +639,9 @@ def split(g: Builder, x: Value, sizes: Value | None = None) -> list[Value]:
     return g.call(torch.split, x, parts, axis)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 @op("Slice")
 def slice_(g: Builder, x: Value, starts: Value | None = None, ends: Value | None = None,
            axes: Value | None = None, steps: Value | None = None) -> Value:
@@ -651,6 +660,8 @@ def slice_(g: Builder, x: Value, starts: Value | None = None, ends: Value | None
         dim = x.shape[a]
         if step == 0:
             raise NodeError("Slice step 0")
+        if step < 0 and e == _INT64_MAX:
+            e = -dim - 1  # ONNX Runtime reads INT64_MAX as "to the end" in either direction
         s = s + dim if s < 0 else s
         e = e + dim if e < 0 else e
         if step > 0:

@@ -40,9 +40,11 @@ def _geometry(g: Builder, x: Value) -> tuple:
     k = list(g.attr("kernel_shape"))
     s = list(g.attr("strides", [1] * nd))
     d = list(g.attr("dilations", [1] * nd))
-    begin, end = onnx_pads(g, x.shape[2:], k, s, d)
+    begin, end = onnx_pads(g, x.shape[2:], k, s, d, dilate_same=False)
     ceil = bool(g.attr("ceil_mode", 0))
     out = [out_size(x.shape[2 + i], k[i], s[i], d[i], begin[i], end[i], ceil) for i in range(nd)]
+    if any(o <= 0 for o in out):
+        raise NodeError(f"the pooling window (kernel {k}, dilations {d}) does not fit the padded input {x.shape[2:]}")
     return nd, k, s, d, begin, end, ceil, out
 
 

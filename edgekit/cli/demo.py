@@ -50,7 +50,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Live camera demo: super-resolution (bicubic vs model) or classification, with latency/FPS overlays.
 
-        Keys: q/Esc quit, space pause, s snapshot PNG, v switch view.
+        Keys: q/Esc quit, space pause, s snapshot PNG, v switch view. Without a display (or with
+        --headless) it records to ./edgekit-demo.mp4, and the virtual camera stops after 150 frames.
         """
         from edgekit.apps.camera.app import DemoInterrupted, DemoOptions, run_demo
         from edgekit.apps.camera.sources import parse_size

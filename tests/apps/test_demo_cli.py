@@ -17,7 +17,7 @@ import pytest
 
 from conftest import demo_env
 from edgekit.apps.camera.app import DemoInterrupted, DemoOptions, DemoSink, run_demo
-from edgekit.apps.camera.default_bundle import default_bundle_ready
+from edgekit.apps.camera.models import default_bundle_ready
 from edgekit.apps.camera.record import count_frames
 from edgekit.errors import DemoError
 

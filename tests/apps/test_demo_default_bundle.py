@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import demo_env
-from edgekit.apps.camera.default_bundle import DEFAULT_BUNDLE_DIR, DEFAULT_SR_INPUT, default_bundle_ready
+from edgekit.apps.camera.models import DEFAULT_BUNDLE_DIR, DEFAULT_SR_INPUT, default_bundle_ready
 
 needs_bundle = pytest.mark.skipif(not default_bundle_ready(),
                                   reason="default bundle not generated (python -m edgekit.apps.camera.make_default_bundle)")

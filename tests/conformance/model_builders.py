@@ -117,6 +117,8 @@ def _tflite(path: Path, tensors: list[dict], ops: list[tuple[int, list[int], lis
         tt = s.TensorT()
         tt.name = t["name"]
         tt.shape = list(t["shape"])
+        if "signature" in t:  # -1 marks a dynamic dimension
+            tt.shapeSignature = list(t["signature"])
         tt.type = t["type"]
         tt.buffer = 0
         if "scale" in t:
@@ -157,15 +159,17 @@ def tflite_dequantize(path: Path, dtype: str = "int8", shape: tuple = (1, 4, 4, 
     return _tflite(path, [tin, tout], [(s.BuiltinOperator.DEQUANTIZE, [0], [1])], [0], [1])
 
 
-def tflite_add_mul(path: Path, shape: tuple = (1, 2, 3, 4)) -> Path:
-    """Two float32 inputs a, b -> outputs a + b and a * c (c a constant tensor)."""
+def tflite_add_mul(path: Path, shape: tuple = (1, 2, 3, 4), dynamic_batch: bool = False) -> Path:
+    """Two float32 inputs a, b -> outputs a + b and a * c (c a constant tensor, broadcast over
+    the batch); ``dynamic_batch`` marks the first dimension of a, b and the outputs as -1."""
     from ai_edge_litert import schema_py_generated as s
 
     f32 = s.TensorType.FLOAT32
     c = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 10
-    tensors = [{"name": "a", "shape": shape, "type": f32}, {"name": "b", "shape": shape, "type": f32},
+    dyn = {"signature": (-1, *shape[1:])} if dynamic_batch else {}
+    tensors = [{"name": "a", "shape": shape, "type": f32, **dyn}, {"name": "b", "shape": shape, "type": f32, **dyn},
                {"name": "c", "shape": shape, "type": f32, "data": c},
-               {"name": "sum", "shape": shape, "type": f32}, {"name": "prod", "shape": shape, "type": f32}]
+               {"name": "sum", "shape": shape, "type": f32, **dyn}, {"name": "prod", "shape": shape, "type": f32, **dyn}]
     ops = [(s.BuiltinOperator.ADD, [0, 1], [3]), (s.BuiltinOperator.MUL, [0, 2], [4])]
     return _tflite(path, tensors, ops, [0, 1], [3, 4])
 
@@ -228,6 +232,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "int8_dequantize.tflite": lambda d: tflite_dequantize(d / "int8_dequantize.tflite", "int8"),
     "float16_dequantize.tflite": lambda d: tflite_dequantize(d / "float16_dequantize.tflite", "float16"),
     "add_mul.tflite": lambda d: tflite_add_mul(d / "add_mul.tflite"),
+    "add_mul_dynamic.tflite": lambda d: tflite_add_mul(d / "add_mul_dynamic.tflite", dynamic_batch=True),
     "int8_dequantize.onnx": lambda d: onnx_dequantize(d / "int8_dequantize.onnx"),
     "float16.onnx": lambda d: onnx_float16(d / "float16.onnx"),
     "float16_external.onnx": lambda d: onnx_float16(d / "float16_external.onnx", external="float16_weights.bin"),

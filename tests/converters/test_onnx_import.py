@@ -436,8 +436,15 @@ case("Upsample-opset7-attr", lambda: single("Upsample", [In(r(1, 2, 3, 4))], ops
 
 @pytest.mark.parametrize("build,kw", CASES)
 def test_op_matches_onnxruntime(build: Case, kw: dict) -> None:
+    """The imported node equals ONNX Runtime, and exports with torch.export (what the TFLite
+    and CoreML exporters run) to a program computing the same."""
     model, feeds = build()
-    check_against_ort(model, feeds, **kw)
+    imp, _ = check_against_ort(model, feeds, **kw)
+    ep = torch.export.export(imp.module, imp.example_inputs)
+    with torch.no_grad():
+        want, got = imp.module(*imp.example_inputs), ep.module()(*imp.example_inputs)
+    for w, o in zip(want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,)):
+        assert_close(o.numpy(), w.numpy(), rtol=0, atol=0, what="exported program")
 
 
 def test_every_supported_op_has_a_case() -> None:
@@ -478,6 +485,19 @@ def test_shape_subgraph_folds_to_constants() -> None:
     assert "reshape" in names and not any("shape" == n or "index_select" in n or "select" == n for n in names), names
     # The large ones-tensor from ConstantOfShape(shape of x) is a buffer or a run-time op, never Shape/Gather.
     assert all(n.op in ("placeholder", "get_attr", "call_function", "call_method", "output") for n in imp.module.graph.nodes)
+
+
+def test_large_constants_are_not_stored() -> None:
+    """Expand/ConstantOfShape of an activation-sized shape stay run-time ops (no 512 KiB buffer)."""
+    nodes = [oh.make_node("Shape", ["x"], ["s"]),
+             oh.make_node("ConstantOfShape", ["s"], ["c"], value=numpy_helper.from_array(np.full(1, 0.5, np.float32))),
+             oh.make_node("Expand", ["two", "s"], ["e"]),
+             oh.make_node("Mul", ["x", "c"], ["m"]), oh.make_node("Add", ["m", "e"], ["y"])]
+    feeds = {"x": r(1, 8, 128, 128)}
+    model = make_model(nodes, feeds, {"two": np.full((1, 1, 1, 1), 2.0, np.float32)}, ["y"], 17)
+    imp, _ = check_against_ort(model, feeds)
+    stored = sum(t.numel() for t in imp.module.state_dict().values())
+    assert stored < 100, f"{stored} constant elements stored"
 
 
 def test_matmul_add_becomes_linear_with_bias() -> None:

@@ -139,6 +139,18 @@ def test_dynamic_dims(tiny):
             s(np.ones((2, 3, 4, 5), np.float16))
 
 
+def test_dynamic_dims_on_litert(tiny):
+    """A dynamic batch: the interpreter is resized and re-allocated when the batch changes."""
+    with edgekit.load(tiny["add_mul_dynamic.tflite"], threads=1) as s:
+        assert s.inputs[0].shape == (None, 2, 3, 4)
+        c = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4) / 10
+        for batch in (1, 3, 3, 2):
+            a = np.random.default_rng(batch).standard_normal((batch, 2, 3, 4), dtype=np.float32)
+            out = s.run({"a": a, "b": a})
+            np.testing.assert_array_equal(out["sum"], a + a)
+            np.testing.assert_array_equal(out["prod"], a * c)
+
+
 def test_non_contiguous_feeds(tiny):
     a = np.random.default_rng(0).standard_normal((1, 4, 3, 2), dtype=np.float32).transpose(0, 3, 2, 1)
     assert not a.flags.c_contiguous
@@ -193,3 +205,26 @@ def test_every_error_is_an_edgekit_error(bad_files):
     for p in bad_files.iterdir():
         with pytest.raises(EdgekitError):
             edgekit.load(p)
+
+
+def test_tflite_runtime_is_the_fallback(tiny, monkeypatch):
+    """With ai-edge-litert absent and tflite-runtime present, the litert backend uses the latter
+    (simulated: the same Interpreter class published under the tflite_runtime name)."""
+    import types
+
+    from ai_edge_litert import interpreter as real
+
+    from edgekit.runtimes import litert
+
+    fake = types.ModuleType("tflite_runtime")
+    fake.interpreter = real
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # `import ai_edge_litert` now fails
+    monkeypatch.setitem(sys.modules, "tflite_runtime", fake)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", real)
+    assert litert.runtime_package() == "tflite-runtime" and litert.available() is None
+    with edgekit.load(tiny["add_mul.tflite"], threads=1) as s:
+        assert "runtime: tflite-runtime" in s.placement.notes
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    assert "pip install ai-edge-litert" in litert.available()
+    with pytest.raises(BackendUnavailable, match="needs ai-edge-litert"):
+        edgekit.load(tiny["add_mul.tflite"])

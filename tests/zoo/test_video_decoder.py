@@ -196,8 +196,7 @@ def test_card_numbers_are_measured(name, built_model):
     card = zoo.card(name)
     b = built_model(name)
     assert card.input_shape == card.macs_input == (1, 16, 2, 32, 32) and card.layout == "NCTHW"
-    assert count_params(b.model) == card.params
-    assert count_macs(b.model, *b.inputs) == card.macs
+    assert count_params(b.model) == card.params  # card.macs: tests/zoo/test_registry.py measures it
     assert tuple(b.output.shape) == (1, 3, 3, 256, 256)
     paper = card.metrics["paper_config"]
     with torch.device("meta"):
@@ -265,16 +264,15 @@ def test_torch_export_captures_and_matches_eager(models, name):
 
 
 def test_default_decode_time_is_printed(built_model):
-    """Eager CPU time of both defaults on the card's example latent (printed; no timing assert)."""
+    """Eager CPU time of both defaults on the card's example latent (printed; no timing assert).
+    Wall time on a shared machine says little, so the process CPU time is printed next to it."""
     lines = []
     for name in NAMES:
-        b = built_model(name)
-        times = []
+        b = built_model(name)  # built and run once already: this run is warm
         with torch.no_grad():
-            for _ in range(3):
-                t0 = time.perf_counter()
-                y = b.model(*b.inputs)
-                times.append(time.perf_counter() - t0)
+            wall, cpu = time.perf_counter(), time.process_time()
+            y = b.model(*b.inputs)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         assert tuple(y.shape) == (1, 3, 3, 256, 256)
-        lines.append(f"{name}: {min(times) * 1e3:.0f} ms (best of 3, {torch.get_num_threads()} threads)")
+        lines.append(f"{name}: {wall * 1e3:.0f} ms wall, {cpu * 1e3:.0f} ms CPU ({torch.get_num_threads()} threads)")
     print("\n" + "\n".join(lines))

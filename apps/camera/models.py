@@ -1,4 +1,5 @@
 """Which model the demo runs: ``--model`` resolved to something :func:`edgekit.load` opens.
+(The shipped bundle itself is the data folder ``default_bundle/`` beside this module.)
 
 - nothing: for ``upscale``, the bundle shipped inside the package (``default_bundle/``:
   quicksrnet_small_x2 with its trained weights, TFLite and ONNX, input 1x3x240x320 → 480x640),

@@ -1,0 +1,236 @@
+"""End-to-end conversions of user-style models: bundles, manifests, verification, failures.
+
+Each conversion runs once per session (``converted`` fixture). Independent checks re-run the
+written files with ``edgekit.load`` on fresh inputs and compare with PyTorch here, not only
+the converter's own verification.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import edgekit  # noqa: E402
+from edgekit.bundle import read_manifest  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def _load_user_module():
+    spec = importlib.util.spec_from_file_location("_test_user_models", HERE / "user_models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fresh(shape, seed, lo=0.0, hi=1.0):
+    return (np.random.default_rng(seed).random(shape) * (hi - lo) + lo).astype(np.float32)
+
+
+# -- a user SR model (file.py:callable returning (module, inputs)) to all three formats -------
+
+
+@pytest.fixture(scope="module")
+def sr_result(converted, user):
+    return converted(user("two_stage_sr"), formats="onnx,tflite,coreml")
+
+
+def test_sr_bundle_is_complete_and_verified(sr_result):
+    r = sr_result
+    assert r.exit_code == 0, [a.to_dict() for a in r.artifacts]
+    statuses = {a.format: a.status for a in r.artifacts}
+    assert statuses["onnx"] == "passed" and statuses["tflite"] == "passed"
+    assert statuses["coreml"] in ("passed", "skipped")
+    names = sorted(p.name for p in r.bundle.iterdir())
+    assert names == ["edgekit.json", "model.mlpackage", "model.onnx", "model.tflite"]
+    assert not list(r.bundle.parent.glob(f".{r.bundle.name}.*")), "a staging folder was left behind"
+
+
+def test_sr_manifest_fields(sr_result):
+    m = read_manifest(sr_result.bundle)
+    assert m.task == "super-resolve"  # read from the shapes: 3 → 3 channels, H and W ×4
+    assert m.preprocess["scale_factor"] == 4 and m.preprocess["folded"] is False
+    assert m.source["kind"] == "file" and len(m.source["sha256"]) == 64
+    for tool in ("edgekit", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "coremltools"):
+        assert tool in m.tools, tool
+    for art in m.artifacts:
+        for t in [*art.inputs, *art.outputs]:
+            assert t.name and t.dtype and t.layout == "NCHW", (art.format, t)
+        assert [t.name for t in art.inputs] == ["input"] and [t.name for t in art.outputs] == ["output"]
+        assert list(art.inputs[0].shape) == [1, 3, 20, 28] and list(art.outputs[0].shape) == [1, 3, 80, 112]
+        assert art.sha256 and art.size_bytes > 0
+    onnx_art = m.artifact_for("onnx")
+    assert "onnxscript.optimizer.optimize" in onnx_art.passes
+    v = onnx_art.verification
+    assert v["status"] == "passed" and "photo:astronaut" in v["cases"]
+    out = v["outputs"]["output"]
+    assert out["psnr_db"] > 90 and out["cosine"] > 0.999999 and out["max_rel"] < 1e-5
+    coreml = m.artifact_for("coreml")
+    if sys.platform != "darwin":
+        assert coreml.verification == {"status": "skipped", "reason": "CoreML prediction needs macOS",
+                                       "spec_check": coreml.verification["spec_check"]}
+        assert coreml.verification["spec_check"].startswith("passed")
+
+
+def test_sr_files_reproduce_the_source_on_fresh_inputs(sr_result):
+    """Independent of the converter's verification: the files, opened with edgekit.load, match
+    PyTorch on inputs they have never seen."""
+    model, _ = _load_user_module().two_stage_sr()
+    for name in ("model.onnx", "model.tflite"):
+        with edgekit.load(sr_result.bundle / name) as s:
+            for seed in (7, 8):
+                x = _fresh((1, 3, 20, 28), seed)
+                with torch.no_grad():
+                    ref = model(torch.from_numpy(x)).numpy()
+                y = s(x)
+                assert np.abs(y - ref).max() < 1e-4 * np.abs(ref).max(), name
+
+
+def test_bundle_loads_and_runs(sr_result):
+    with edgekit.load(sr_result.bundle) as s:
+        y = s(_fresh((1, 3, 20, 28), 3))
+    assert y.shape == (1, 3, 80, 112)
+
+
+# -- a user classifier with pre-processing folded and NHWC pixels ----------------------------
+
+
+@pytest.fixture(scope="module")
+def folded_result(converted, user):
+    return converted(user("se_classifier"), formats="onnx,tflite,coreml", input_shapes=[(1, 3, 40, 56)],
+                     fold_preprocess=True, input_layout="NHWC", mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+
+
+def test_folded_manifest_records_what_was_folded(folded_result):
+    r = folded_result
+    assert r.exit_code == 0, [a.to_dict() for a in r.artifacts]
+    m = read_manifest(r.bundle)
+    assert m.task == "classify"
+    p = m.preprocess
+    assert p["folded"] is True and p["input_layout"] == "NHWC" and p["input_value_range"] == [0, 255]
+    assert p["mean"] == [0.485, 0.456, 0.406] and "subtract mean, divide by std" in p["folded_ops"]
+    for fmt in ("onnx", "tflite"):
+        art = m.artifact_for(fmt)
+        assert art.inputs[0].layout == "NHWC" and list(art.inputs[0].shape) == [1, 40, 56, 3]
+        assert art.source_layouts == {"input": "NCHW"}
+        assert art.outputs[0].layout == "NC"
+        assert art.verification["top1_agreement"] == 1.0 and art.verification["top1_decisive_cases"] >= 3
+    coreml = m.artifact_for("coreml")
+    assert coreml.extra["coreml"]["image_input"]["color_layout"] == "RGB"
+    assert list(coreml.inputs[0].shape) == [1, 3, 40, 56]
+
+
+def test_folded_artifacts_take_raw_pixels(folded_result):
+    model = _load_user_module().se_classifier()
+    mean = np.array([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+    px = np.random.default_rng(5).integers(0, 256, (1, 3, 40, 56)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(((px / 255.0 - mean) / std).astype(np.float32))).numpy()
+    for name in ("model.onnx", "model.tflite"):
+        with edgekit.load(folded_result.bundle / name) as s:
+            y = s(np.ascontiguousarray(px.transpose(0, 2, 3, 1)))
+        assert np.abs(y - ref).max() < 1e-4 * np.abs(ref).max(), name
+        assert y.argmax() == ref.argmax()
+
+
+# -- ONNX as the source ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_source_result(converted, sr_result):
+    return converted(sr_result.bundle / "model.onnx", formats="onnx,tflite,coreml")
+
+
+def test_onnx_source_to_all_formats(onnx_source_result):
+    r = onnx_source_result
+    assert r.exit_code == 0, [a.to_dict() for a in r.artifacts]
+    m = read_manifest(r.bundle)
+    assert m.source["kind"] == "onnx" and m.task == "super-resolve"
+    for fmt in ("onnx", "tflite"):
+        v = m.artifact_for(fmt).verification
+        assert v["status"] == "passed" and v["outputs"]["output"]["psnr_db"] > 90
+
+
+# -- a source module is never mutated --------------------------------------------------------
+
+
+def test_user_module_is_not_mutated(bundles_dir):
+    from edgekit.converters.api import convert
+
+    model = _load_user_module().se_classifier_train_mode()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r = convert(model, formats="onnx", out=bundles_dir / "not_mutated", input_shapes=[(2, 3, 24, 24)], bench_runs=0)
+    assert r.exit_code == 0
+    assert model.training, "the user's module was switched to eval mode"
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the user's weights or statistics changed"
+    m = read_manifest(r.bundle)
+    assert "training mode" in m.source["note"]
+
+
+# -- failures of one format, and of verification ---------------------------------------------
+
+
+def test_one_format_failing_keeps_the_others(converted, user):
+    r = converted(user("upsample3d"), formats="onnx,tflite,coreml")
+    statuses = {a.format: a.status for a in r.artifacts}
+    assert statuses == {"onnx": "passed", "tflite": "passed", "coreml": "export-failed"}
+    assert r.exit_code == 3
+    m = read_manifest(r.bundle)
+    assert [a.format for a in m.artifacts] == ["onnx", "tflite"]
+    assert not (r.bundle / "model.mlpackage").exists()
+    (failure,) = m.extra["failures"]
+    reason = failure["reason"]
+    assert failure["format"] == "coreml" and "\n" not in reason
+    assert "upsample_nearest3d" in reason and "issue 5" in reason
+    assert m.artifact_for("onnx").inputs[0].layout == "NCTHW"
+
+
+def test_verification_failure_is_recorded_and_exits_3(converted, user):
+    r = converted(user("noisy"), formats="onnx")
+    assert r.exit_code == 3
+    (st,) = r.artifacts
+    assert st.status == "failed" and (r.bundle / "model.onnx").is_file()
+    v = read_manifest(r.bundle).artifact_for("onnx").verification
+    assert v["status"] == "failed"
+    assert "output 'output' max abs error" in v["reason"] and " at [" in v["reason"]
+    assert v["outputs"]["output"]["worst"]["index"]
+
+
+# -- other sources ---------------------------------------------------------------------------
+
+
+def test_module_path_source(converted):
+    r = converted("edgekit.zoo.sr:espcn_x2", formats="onnx", input_shapes=[(1, 3, 12, 16)])
+    assert r.exit_code == 0
+    m = read_manifest(r.bundle)
+    assert m.source["kind"] == "module" and m.task == "super-resolve"
+
+
+def test_exported_program_source(converted, bundles_dir):
+    model, inputs = _load_user_module().tiny_conv()
+    path = bundles_dir / "tiny.pt2"
+    torch.export.save(torch.export.export(model, inputs), str(path))
+    r = converted(path, formats="onnx,tflite")
+    assert r.exit_code == 0, [a.to_dict() for a in r.artifacts]
+    m = read_manifest(r.bundle)
+    assert m.source["kind"] == "exported-program" and len(m.source["sha256"]) == 64
+    with edgekit.load(r.bundle / "model.tflite") as s:
+        x = _fresh((1, 3, 8, 8), 11)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        assert np.abs(s(x) - ref).max() < 1e-5
+
+
+def test_result_json_is_serialisable(sr_result):
+    d = json.loads(json.dumps(sr_result.to_dict(), default=str))
+    assert d["ok"] is True and d["manifest"]["edgekit_manifest"] == 1

@@ -1,0 +1,169 @@
+"""Comparison helpers, tolerance tables, verification cases, the pre-processing fold and the
+rewrite hook — the pieces under ``edgekit convert``, tested without exporting anything."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgekit.converters import verify as V
+from edgekit.converters.layouts import layout_for_rank, permutation, to_nhwc
+from edgekit.converters.preprocess import FoldSpec, normalise
+
+
+def test_compare_names_the_worst_element():
+    ref = np.zeros((1, 3, 4, 5), np.float32)
+    out = ref.copy()
+    out[0, 2, 1, 3] = 0.5
+    ref[0, 0, 0, 0] = 2.0
+    out[0, 0, 0, 0] = 2.0
+    m = V.compare(ref, out)
+    assert m["worst"] == {"index": [0, 2, 1, 3], "reference": 0.0, "artifact": 0.5}
+    assert m["max_abs"] == 0.5 and m["max_rel"] == pytest.approx(0.25)
+    assert m["cosine"] < 1.0
+
+
+def test_compare_shape_mismatch_and_non_finite():
+    with pytest.raises(ValueError, match=r"shape \[1, 2\], the source's is \[1, 3\]"):
+        V.compare(np.zeros((1, 3)), np.zeros((1, 2)), "logits")
+    out = np.ones((2, 2))
+    out[1, 0] = np.nan
+    m = V.compare(np.ones((2, 2)), out)
+    assert m["max_abs"] == math.inf and m["worst"]["index"] == [1, 0]
+
+
+def test_psnr_and_frame_psnr():
+    ref = np.zeros((1, 3, 8, 8))
+    assert V.psnr(ref, ref) == math.inf
+    assert V.psnr(ref, ref + 0.01) == pytest.approx(40.0)
+    video = np.zeros((1, 3, 4, 2, 2))
+    noisy = video.copy()
+    noisy[:, :, 2] += 0.1
+    frames = V.frame_psnr(video, noisy, peak=1.0)
+    assert frames[2] == pytest.approx(20.0) and frames[0] == math.inf
+
+
+def test_top1_counts_only_decisive_rows():
+    ref = np.array([[0.0, 1.0, 5.0], [1.0, 1.0000001, 0.0]])
+    out = np.array([[0.0, 1.0, 4.9], [1.0, 0.9, 0.0]])
+    assert V.top1(ref, out, margin=1e-3) == (1, 1)  # the near-tie row does not count
+    assert V.top1(ref, out[:, [0, 2, 1]], margin=1e-3) == (0, 1)
+
+
+def test_tolerances_cover_every_task_and_are_looser_for_fp16():
+    for task in ("classify", "super-resolve", "decode-video", "other"):
+        t32, t16 = V.tolerance_for("fp32", task), V.tolerance_for("fp16", task)
+        assert t32.max_rel < t16.max_rel and t32.cosine > t16.cosine
+    assert V.tolerance_for("fp32", "classify").top1 == 1.0
+
+
+def test_verify_artifact_fails_on_a_wrong_artifact():
+    """A fake session that computes something else: the verdict names output, case and index."""
+
+    class FakeSession:
+        inputs = [type("S", (), {"name": "input"})()]
+        outputs = [type("S", (), {"name": "output"})()]
+
+        def run(self, feed):
+            return {"output": feed["input"] * 1.01}
+
+        def close(self):
+            pass
+
+    cases = V.make_cases([(1, 3, 8, 8)], [np.dtype(np.float32)], task="other", preprocess={}, fold=None)
+    v, _ = V.verify_artifact(None, cases, lambda xs: [xs[0]], output_names=["output"], precision="fp32",
+                             task="other", loader=lambda p: FakeSession())
+    assert v["status"] == "failed"
+    assert "output 'output' max abs error" in v["reason"] and "allowed 0.0001" in v["reason"]
+    assert v["outputs"]["output"]["max_rel"] == pytest.approx(0.01, rel=1e-3)
+    # and the same session passes when it is right
+    v2, _ = V.verify_artifact(None, cases, lambda xs: [xs[0] * 1.01], output_names=["output"], precision="fp32",
+                              task="other", loader=lambda p: FakeSession())
+    assert v2["status"] == "passed"
+
+
+def test_cases_include_negative_values_and_a_photo():
+    cases = V.make_cases([(1, 3, 24, 32)], [np.dtype(np.float32)], task="super-resolve",
+                         preprocess={"value_range": [0.0, 1.0]}, fold=None)
+    names = [c.name for c in cases]
+    assert names == ["random-0", "random-1", "random-normal", "photo:astronaut"]
+    assert cases[2].source[0].min() < 0
+    photo = cases[-1].source[0]
+    assert photo.shape == (1, 3, 24, 32) and 0.0 <= photo.min() and photo.max() <= 1.0 and photo.std() > 0.05
+
+
+def test_folded_cases_feed_pixels_to_the_artifact_and_normalised_to_the_source():
+    fold = FoldSpec(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_layout="NHWC")
+    cases = V.make_cases([(1, 3, 8, 8)], [np.dtype(np.float32)], task="classify",
+                         preprocess={"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}, fold=fold)
+    for c in cases:
+        px = c.artifact[0]
+        assert px.shape == (1, 8, 8, 3) and px.max() <= 255 and px.min() >= 0
+        np.testing.assert_allclose(c.source[0], normalise(px.transpose(0, 3, 1, 2), fold), rtol=1e-6)
+
+
+def test_fold_module_matches_the_step_by_step_normalisation():
+    torch = pytest.importorskip("torch")
+    from edgekit.converters.preprocess import fold_module
+
+    for spec in (FoldSpec(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+                 FoldSpec(value_range=(-1.0, 1.0), color_order="BGR", input_layout="NHWC"),
+                 FoldSpec()):
+        folded = fold_module(torch.nn.Identity(), spec, 3)
+        px = np.random.default_rng(0).integers(0, 256, (2, 3, 5, 7)).astype(np.float32)
+        feed = px.transpose(0, 2, 3, 1).copy() if spec.input_layout == "NHWC" else px
+        with torch.no_grad():
+            got = folded(torch.from_numpy(feed)).numpy()
+        np.testing.assert_allclose(got, normalise(px, spec), rtol=1e-6, atol=1e-6)
+    assert FoldSpec(color_order="BGR").to_manifest()["folded_ops"][0] == "flip RGB->BGR"
+
+
+def test_layout_letters():
+    assert [layout_for_rank(r) for r in (2, 4, 5)] == ["NC", "NCHW", "NCTHW"]
+    assert layout_for_rank(4, "NHWC") == "NHWC" and layout_for_rank(2, "NCHW") == "NC"
+    assert layout_for_rank(6) is None
+    assert to_nhwc("NCTHW") == "NTHWC" and permutation("NCHW", "NHWC") == (0, 2, 3, 1)
+
+
+def test_rewrite_hook_is_identity_without_target():
+    from edgekit.converters.passes import run_pipeline
+    from edgekit.errors import UsageError
+
+    obj = object()
+    assert run_pipeline(obj, None) == (obj, [])
+    with pytest.raises(UsageError, match="target 'generic-npu' is not available.*issue 5"):
+        run_pipeline(obj, "generic-npu")
+
+
+def test_exporter_error_messages_name_the_op_and_the_line():
+    from edgekit.converters.exporters import export_failure, location_in, op_named_in
+
+    tflite = ("Failed to run converter passes: /src/model.py:306:0: error: failed to legalize operation 'tfl.pow' "
+              "that was explicitly marked illegal")
+    assert op_named_in(tflite) == "tfl.pow" and location_in(tflite) == "/src/model.py:306"
+    assert op_named_in("NotImplementedError: Unsupported fx node upsample_nearest3d, kind x") == "upsample_nearest3d"
+    err = export_failure("tflite", ValueError(tflite), rank5=True)
+    text = str(err)
+    assert text.startswith("/src/model.py:306: [export] tflite: litert-torch cannot express op 'tfl.pow'")
+    assert "issue 5" in text and "\n" not in text
+
+
+def test_parse_shape():
+    from edgekit.converters.capture import parse_shape
+    from edgekit.errors import UsageError
+
+    assert parse_shape("1x3x224x224") == (1, 3, 224, 224) and parse_shape("2,8") == (2, 8)
+    for bad in ("", "1x0x3", "ax3", "1x-3"):
+        with pytest.raises(UsageError):
+            parse_shape(bad)
+
+
+def test_infer_task():
+    from edgekit.converters.capture import infer_task
+
+    assert infer_task(None, [(1, 3, 32, 32)], [(1, 10)]) == "classify"
+    assert infer_task(None, [(1, 3, 20, 28)], [(1, 3, 60, 84)]) == "super-resolve"
+    assert infer_task(None, [(1, 3, 20, 28)], [(1, 3, 20, 28)]) == "other"
+    assert infer_task("decode-video", [(1, 16, 2, 8, 8)], [(1, 3, 3, 64, 64)]) == "decode-video"
