@@ -418,7 +418,7 @@ def read_ort(path: Path, data: Any) -> dict[str, Any]:
     for node in graph.tables(_G_NODES, "nodes"):
         op = node.string(_N_OP_TYPE, "op_type") or "?"
         domain = node.string(_N_DOMAIN, "domain") or ""
-        node.string(_N_NAME, "name")
+        node.string(_N_NAME, "name")  # read to bounds-check them; the summary does not need them
         node.strings(_N_INPUTS, "inputs")
         node.strings(_N_OUTPUTS, "outputs")
         key = op if domain in ("", "ai.onnx") else f"{domain}::{op}"

@@ -240,8 +240,6 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
 
     headless_reason = None if opts.headless else why_headless()
     headless = opts.headless or headless_reason is not None
-    if headless_reason:
-        log(f"running headless: {headless_reason}")
     record_path = opts.record if opts.record is not None else (
         DEFAULT_RECORDING if headless and not opts.no_record else None)
     recorder = Recorder(record_path) if record_path is not None else None  # validates the path early
@@ -275,6 +273,8 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         placement = getattr(session, "placement", None)
         backend = getattr(placement, "backend", getattr(session, "backend", "?"))
         accelerator = getattr(placement, "accelerator", "?")
+        if headless_reason:  # said once everything opened, so a fault stays a one-line message
+            log(f"running headless: {headless_reason}")
         if not headless:
             window = Window(f"edgekit demo - {opts.task} - {resolved.name}")
         sink = DemoSink(task, model_name=resolved.name, backend=backend, accelerator=accelerator,

@@ -306,6 +306,13 @@ class Builder:
             self._attr_nodes[key] = (v, self.graph.get_attr(name))
         return self._attr_nodes[key][1]
 
+    def const_of(self, node: Any) -> Const | None:
+        """The constant a ``get_attr`` node reads (``None`` for any other node)."""
+        for c, n in self._attr_nodes.values():
+            if n is node:
+                return c
+        return None
+
     # ---------------------------------------------------------------- helpers for converters
     @staticmethod
     def python_scalar(v: Value, like: Value) -> float | int | None:

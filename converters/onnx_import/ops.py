@@ -711,35 +711,63 @@ def pad(g: Builder, x: Value, pads_: Value | None = None, value_: Value | None =
     return g.call(F.pad, x, p, tmode)
 
 
+def _conv_with_permuted_outputs(g: Builder, x: Value, perm: list[int]) -> Value | None:
+    """``x[:, perm]`` folded into the conv that computes ``x`` (its weights and bias reordered),
+    when ``x`` is the output of a constant-weight, ungrouped conv with no other consumer."""
+    if not isinstance(x, Dyn) or x.node.target not in _CONV.values() or g.uses[g.node.input[0]] != 1:
+        return None
+    inp, w_node, b_node, *rest = x.node.args
+    if len(rest) != 4 or rest[3] != 1:
+        return None
+    w = g.const_of(w_node)
+    b = None if b_node is None else g.const_of(b_node)
+    if w is None or (b_node is not None and b is None):
+        return None
+    idx = torch.tensor(perm)
+    args = (inp, g.fx_node(Const(w.value[idx].contiguous(), f"{w.name}_d2s")),
+            None if b is None else g.fx_node(Const(b.value[idx].contiguous(), f"{b.name}_d2s")), *rest)
+    node = g.graph.call_function(x.node.target, args)
+    g._tag(node)
+    return Dyn(node, x.meta)
+
+
 @op("DepthToSpace")
 def depth_to_space(g: Builder, x: Value) -> Value:
+    """CRD is PyTorch's pixel shuffle. DCR (TensorFlow's order) is a pixel shuffle of the
+    channels reordered — folded into the producing conv when there is one, so the graph stays
+    rank 4 (CoreML's limit is rank 5) with no gather."""
     bs = int(g.attr("blocksize"))
     mode = g.attr("mode", "DCR")
     if x.rank != 4:
         raise NodeError(f"DepthToSpace on a rank-{x.rank} input (ONNX defines it for 4-D)")
-    n, c, h, w = x.shape
+    c = x.shape[1]
     if c % (bs * bs):
         raise NodeError(f"{c} channels do not divide by blocksize² = {bs * bs}")
-    if mode == "CRD":
-        return g.call(F.pixel_shuffle, x, bs)  # PyTorch's PixelShuffle is CRD
-    if mode != "DCR":
+    if mode == "DCR":
+        cp = c // (bs * bs)
+        # CRD channel k·bs² + ij holds DCR channel ij·c' + k.
+        perm = [ij * cp + k for k in range(cp) for ij in range(bs * bs)]
+        y = _conv_with_permuted_outputs(g, x, perm)
+        x = y if y is not None else g.call(torch.index_select, x, 1, Const(torch.tensor(perm), f"{g.node.output[0]}_perm"))
+    elif mode != "CRD":
         raise NodeError(f"DepthToSpace mode {mode!r} is not an ONNX value")
-    y = g.call(torch.reshape, x, (n, bs, bs, c // (bs * bs), h, w))
-    y = g.call(torch.permute, y, (0, 3, 4, 1, 5, 2))
-    return g.call(torch.reshape, y, (n, c // (bs * bs), h * bs, w * bs))
+    return g.call(F.pixel_shuffle, x, bs)
 
 
 @op("SpaceToDepth")
 def space_to_depth(g: Builder, x: Value) -> Value:
+    """PyTorch's pixel unshuffle orders channels c·bs² + ij; ONNX orders them ij·C + c."""
     bs = int(g.attr("blocksize"))
     if x.rank != 4:
         raise NodeError(f"SpaceToDepth on a rank-{x.rank} input (ONNX defines it for 4-D)")
-    n, c, h, w = x.shape
+    c, h, w = x.shape[1:]
     if h % bs or w % bs:
         raise NodeError(f"spatial size {h}x{w} does not divide by blocksize {bs}")
-    y = g.call(torch.reshape, x, (n, c, h // bs, bs, w // bs, bs))
-    y = g.call(torch.permute, y, (0, 3, 5, 1, 2, 4))
-    return g.call(torch.reshape, y, (n, c * bs * bs, h // bs, w // bs))
+    y = g.call(F.pixel_unshuffle, x, bs)
+    if c == 1:
+        return y
+    perm = [k * bs * bs + ij for ij in range(bs * bs) for k in range(c)]
+    return g.call(torch.index_select, y, 1, Const(torch.tensor(perm), f"{g.node.output[0]}_perm"))
 
 
 @op("Expand")

@@ -314,6 +314,7 @@ case("Pad-opset18-axes", lambda: single("Pad", [In(r(1, 2, 4, 4)), W(np.array([1
 case("Pad-int", lambda: single("Pad", [In(ri(2, 3)), W(np.array([1, 0, 0, 2])), W(np.int64(7))], opset=13))
 case("DepthToSpace-DCR", lambda: single("DepthToSpace", [In(r(1, 8, 3, 4))], blocksize=2))
 case("DepthToSpace-CRD", lambda: single("DepthToSpace", [In(r(1, 18, 3, 4))], blocksize=3, mode="CRD"))
+case("SpaceToDepth-1ch", lambda: single("SpaceToDepth", [In(r(1, 1, 6, 4))], blocksize=2))
 case("SpaceToDepth", lambda: single("SpaceToDepth", [In(r(1, 3, 4, 6))], blocksize=2))
 case("Expand", lambda: single("Expand", [In(r(3, 1)), W(np.array([2, 1, 4]))]))
 case("Expand-noop", lambda: single("Expand", [In(r(3, 4)), W(np.array([1, 1]))]))
@@ -441,8 +442,9 @@ def test_op_matches_onnxruntime(build: Case, kw: dict) -> None:
     model, feeds = build()
     imp, _ = check_against_ort(model, feeds, **kw)
     ep = torch.export.export(imp.module, imp.example_inputs)
+    xs = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in imp.input_names]
     with torch.no_grad():
-        want, got = imp.module(*imp.example_inputs), ep.module()(*imp.example_inputs)
+        want, got = imp.module(*xs), ep.module()(*xs)
     for w, o in zip(want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,)):
         assert_close(o.numpy(), w.numpy(), rtol=0, atol=0, what="exported program")
 
@@ -485,6 +487,18 @@ def test_shape_subgraph_folds_to_constants() -> None:
     assert "reshape" in names and not any("shape" == n or "index_select" in n or "select" == n for n in names), names
     # The large ones-tensor from ConstantOfShape(shape of x) is a buffer or a run-time op, never Shape/Gather.
     assert all(n.op in ("placeholder", "get_attr", "call_function", "call_method", "output") for n in imp.module.graph.nodes)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_depth_to_space_dcr_folds_into_the_conv(bias: bool) -> None:
+    """DCR → the conv's output channels reordered + a pixel shuffle (rank 4, no gather)."""
+    ins = ["x", "w", "b"] if bias else ["x", "w"]
+    nodes = [oh.make_node("Conv", ins, ["h"], pads=[1, 1, 1, 1]), oh.make_node("DepthToSpace", ["h"], ["y"], blocksize=2)]
+    inits = {"w": r(12, 3, 3, 3), "b": r(12)} if bias else {"w": r(12, 3, 3, 3)}
+    feeds = {"x": r(1, 3, 5, 6)}
+    imp, _ = check_against_ort(make_model(nodes, feeds, inits, ["y"], 17), feeds)
+    calls = [n.target for n in imp.module.graph.nodes if n.op == "call_function"]
+    assert calls == [torch.conv2d, F.pixel_shuffle], calls
 
 
 def test_large_constants_are_not_stored() -> None:
