@@ -24,15 +24,17 @@ bare interpreter loop makes (see ``benchmarks/runtime_overhead.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError
+from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError, debug_enabled
 from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.modelfile import read_model
 
@@ -98,6 +100,36 @@ def _delegate_library(accelerator: str) -> str | None:
                      hint="use auto, xnnpack, none, edgetpu, or the path of a TFLite delegate library")
 
 
+# What LiteRT's C++ side prints on every load; shown only with EDGEKIT_DEBUG=1.
+_NATIVE_CHATTER = ("Created TensorFlow Lite XNNPACK delegate", "Initialized TensorFlow Lite runtime")
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered(captured: list[str]):
+    """Capture what native code writes to file descriptor 2 while loading, minus LiteRT's
+    informational chatter, into ``captured``: the caller puts it into its error message on
+    failure and passes it on to stderr on success (so the CLI's one-line errors stay one line)."""
+    if debug_enabled():
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters, some test runners)
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines = tmp.read().decode("utf-8", "replace").splitlines()
+            captured.extend(ln for ln in lines if ln.strip() and not any(c in ln for c in _NATIVE_CHATTER))
+
+
 class LiteRTSession(Session):
     backend = "litert"
 
@@ -118,13 +150,18 @@ class LiteRTSession(Session):
                 raise BackendUnavailable(f"cannot load the TFLite delegate '{library}' ({_first_line(e)})",
                                          where=path, hint="install the delegate's runtime library, or use "
                                          "accelerator='auto'") from None
+        native_log: list[str] = []
         try:
-            interp = module.Interpreter(**kwargs)
-            n_before = interp._interpreter.NumNodes() if hasattr(interp, "_interpreter") else None
-            interp.allocate_tensors()
+            with _native_stderr_filtered(native_log):
+                interp = module.Interpreter(**kwargs)
+                n_before = interp._interpreter.NumNodes() if hasattr(interp, "_interpreter") else None
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise InvalidModelFile(path, f"LiteRT cannot load it: {_first_line(e)}",
+            detail = next((line for line in native_log if "ERROR" in line), "")
+            raise InvalidModelFile(path, f"LiteRT cannot load it: {_first_line(e)}{' (' + detail + ')' if detail else ''}",
                                    hint="check `edgekit inspect` for unsupported ops, or re-export the model") from None
+        if native_log:
+            sys.stderr.write("\n".join(native_log) + "\n")
         self._interp = interp
         try:
             in_details, out_details = interp.get_input_details(), interp.get_output_details()

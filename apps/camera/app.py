@@ -276,7 +276,16 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         if headless_reason:  # said once everything opened, so a fault stays a one-line message
             log(f"running headless: {headless_reason}")
         if not headless:
-            window = Window(f"edgekit demo - {opts.task} - {resolved.name}")
+            try:
+                window = Window(f"edgekit demo - {opts.task} - {resolved.name}")
+            except Exception as e:  # a GUI backend that fails at run time: keep going headless
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                result.headless_reason = f"cannot open a window ({first})"
+                log(f"running headless: {result.headless_reason}")
+                if recorder is None and not opts.no_record:
+                    recorder = Recorder(DEFAULT_RECORDING, fps=source.fps)
+                if is_virtual and opts.frames is None:
+                    max_frames = DEFAULT_HEADLESS_FRAMES
         sink = DemoSink(task, model_name=resolved.name, backend=backend, accelerator=accelerator,
                         live=bool(source.live), recorder=recorder, window=window, view=opts.view,
                         snapshot_dir=opts.snapshot_dir, log=log)

@@ -30,11 +30,44 @@ KEY_ACTIONS = {ord("q"): "quit", ord("Q"): "quit", 27: "quit", ord(" "): "pause"
 
 def why_headless() -> str | None:
     """None when a window can open; else a short reason."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display (DISPLAY is not set)"
+    if sys.platform.startswith("linux"):
+        display = os.environ.get("DISPLAY")
+        if not display and not os.environ.get("WAYLAND_DISPLAY"):
+            return "no display (DISPLAY is not set)"
+        if display and not os.environ.get("WAYLAND_DISPLAY") and not _x_reachable(display):
+            # OpenCV's Qt aborts the whole process when the X server is unreachable: check first
+            return f"the X display {display} does not answer"
     if not has_gui():
         return "this OpenCV build has no GUI support (opencv-python-headless); pip install opencv-python for a window"
     return None
+
+
+def _x_reachable(display: str, timeout_s: float = 0.5) -> bool:
+    """Whether an X server listens for ``display`` (``:0``, ``unix:1.0``, ``host:10.0``)."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?P<host>[^:]*):(?P<num>\d+)(?:\.\d+)?", display)
+    if not m:
+        return True  # a form we do not know: let the GUI library try
+    host, num = m["host"], int(m["num"])
+    if host in ("", "unix"):
+        for address in (f"/tmp/.X11-unix/X{num}", f"\0/tmp/.X11-unix/X{num}"):  # path, then Linux abstract
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout_s)
+                try:
+                    s.connect(address)
+                    return True
+                except OSError:
+                    continue
+        if host == "unix":
+            return False
+        host = "localhost"
+    try:
+        with socket.create_connection((host, 6000 + num), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _qt_fonts() -> None:

@@ -217,3 +217,14 @@ def test_keys_switch_view_pause_snapshot_and_quit(standins, tmp_path):
 
     assert cv2.imread(str(sink.snapshots[0])).shape == (480, 640, 3)
     assert stats.rendered.count < 20  # quit stopped a 1000-frame source
+
+
+def test_a_display_that_does_not_answer_means_headless(standins, tmp_path):
+    """OpenCV's Qt would abort the process on a dead DISPLAY; the demo checks and records instead."""
+    env = demo_env(DISPLAY=":87")  # no X server there
+    r = subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", "demo", "--model",
+                        str(standins["nearest_sr"]), "--frames", "3", "--json"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "running headless: the X display :87 does not answer" in r.stderr
+    assert count_frames(tmp_path / "edgekit-demo.mp4") == (3, (640, 480))
