@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from edgekit.bundle import FORMATS, Artifact, Manifest, sha256_file, staging_dir, write_manifest
+from edgekit.bundle import Artifact, Manifest, sha256_file, staging_dir, write_manifest
 from edgekit.errors import ConversionError, EdgekitError, UsageError
 from edgekit.runtimes.base import TensorSpec
 
@@ -177,7 +177,9 @@ def convert(
             cap = cap_mod.capture(source, weights=weights, pretrained=pretrained, input_shapes=input_shapes,
                                   task=task, mean=mean, std=std)
             fold = cap.fold_spec(input_layout) if fold_preprocess else None
-            needs_torch = [f for f in fmts if f != "onnx" or cap.onnx_path is None or fold is not None]
+            # ONNX → ONNX is optimised directly; everything else goes through a torch program.
+            direct_onnx = cap.onnx_path is not None and fold is None and precision == "fp32"
+            needs_torch = [f for f in fmts if f != "onnx" or not direct_onnx]
             programs: dict[str, tuple[Any, dict]] = {}
             capture_errors: dict[str, ConversionError] = {}
             if needs_torch:
@@ -189,10 +191,17 @@ def convert(
                     # ONNX source: the importer failed; ONNX → ONNX still works without it.
                     for f in needs_torch:
                         capture_errors[f] = e
+                # Variants that only one format uses: their failure fails that format only.
                 if "tensor" in programs and fold is not None and "coreml" in fmts:
-                    programs["image"] = cap_mod.export_program(cap, fold, for_image_input=True)
+                    try:
+                        programs["image"] = cap_mod.export_program(cap, fold, for_image_input=True)
+                    except ConversionError as e:
+                        capture_errors["coreml"] = e
                 if "tensor" in programs and precision == "fp16" and "onnx" in needs_torch:
-                    programs["half"] = _half_program(cap, fold)
+                    try:
+                        programs["half"] = _half_program(cap, fold)
+                    except ConversionError as e:
+                        capture_errors["onnx"] = e
 
         # -- rewrite ------------------------------------------------------------------------
         with _stage(report, stage_seconds, "rewrite", message=f"target {target or 'none'}"):
@@ -216,14 +225,14 @@ def convert(
                     raise capture_errors[fmt]
                 key = "image" if fmt == "coreml" and fold is not None else "tensor"
                 program, kwargs = programs.get(key, (None, {}))
-                if program is None and not (fmt == "onnx" and cap.onnx_path is not None):
+                if program is None and not (fmt == "onnx" and direct_onnx):
                     raise ConversionError("export", f"{fmt}: nothing was captured to export")
                 if program is None:
                     kwargs = dict(zip(cap.input_names, cap.example_inputs))
                 request = ExportRequest(
                     program=program, kwargs=kwargs, input_names=list(cap.input_names),
                     output_names=list(cap.output_names), dest=dest, precision=precision, task=cap.task,
-                    onnx_source=cap.onnx_path if (fmt == "onnx" and fold is None) else None,
+                    onnx_source=cap.onnx_path if (fmt == "onnx" and direct_onnx) else None,
                     image_input={"color_layout": fold.color_order} if (fmt == "coreml" and fold is not None) else None,
                     labels=cap.preprocess.get("labels"),
                     program_fp16=programs.get("half", (None,))[0],
@@ -247,6 +256,7 @@ def convert(
 
         # -- verify -------------------------------------------------------------------------
         artifacts: list[Artifact] = []
+        shared: dict[str, Any] = {}  # verification cases and the source's outputs, computed once
         for fmt, result in exported.items():
             art = _artifact(fmt, result, cap, fold, precision, applied)
             art.target = target
@@ -254,7 +264,7 @@ def convert(
             if verify:
                 report(Event("verify", "start", fmt))
                 t0 = time.perf_counter()
-                _verify(fmt, result, art, cap, fold, precision, st, bench_runs)
+                _verify(fmt, result, art, cap, fold, precision, st, bench_runs, shared)
                 secs = time.perf_counter() - t0
                 stage_seconds[f"verify:{fmt}"] = secs
                 report(Event("verify", {"passed": "done"}.get(st.status, st.status), fmt, st.reason or _metric_line(art), secs))
@@ -373,6 +383,8 @@ def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applie
     in_layouts = list(cap.input_layouts)
     in_shapes = [list(s) for s in cap.input_shapes]
     in_dtypes = [str(t.dtype).replace("torch.", "") for t in cap.example_inputs]
+    # A folded input is a new interface (pixels), not the source tensor in another layout, so it
+    # gets no source_layouts entry: a bundle session must not transpose it back to NCHW.
     source_layouts: dict[str, str] = {}
     if fold is not None:
         in_dtypes[0] = "float32"
@@ -380,7 +392,6 @@ def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applie
             n, c, h, w = in_shapes[0]
             in_shapes[0] = [n, h, w, c]
             in_layouts[0] = "NHWC"
-            source_layouts[cap.input_names[0]] = cap.input_layouts[0] or "NCHW"
     if fmt == "coreml" and fold is not None:
         in_dtypes[0] = "uint8"  # an image
     inputs = [TensorSpec(n, tuple(s), d, lay) for n, s, d, lay in zip(cap.input_names, in_shapes, in_dtypes, in_layouts)]
@@ -395,7 +406,7 @@ def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applie
 
 
 def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision: str, st: ArtifactStatus,
-            bench_runs: int) -> None:
+            bench_runs: int, shared: dict[str, Any]) -> None:
     """Verify one artifact in place: fills ``art.verification`` (and the runtime's tensor
     names), ``st.status``/``st.reason``/``st.latency_ms``."""
     import numpy as np
@@ -405,6 +416,8 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
 
     preprocess = cap.preprocess
     peak = 2.0 if cap.task == "decode-video" else float(np.ptp(preprocess.get("value_range") or (0.0, 1.0))) or 1.0
+    if fmt == "coreml":
+        _adopt_coreml_specs(art, result.path)
     if fmt == "coreml" and not is_macos():
         problems = V.check_coreml_spec(result.path, [tuple(t.shape) for t in art.inputs], cap.input_names,
                                        cap.output_names, cap.output_shapes, image_input=fold is not None)
@@ -417,16 +430,26 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
                                               "names and shapes"}
             st.status, st.reason = "skipped", "CoreML prediction needs macOS (spec checked)"
         return
-    example = [t.numpy() for t in cap.example_inputs]
-    cases = V.make_cases([tuple(t.shape) for t in cap.example_inputs], [a.dtype for a in example], task=cap.task,
-                         preprocess=preprocess, fold=fold, example=example if fold is None else None)
+    if "cases" not in shared:
+        example = [t.numpy() for t in cap.example_inputs]
+        shared["cases"] = V.make_cases([tuple(t.shape) for t in cap.example_inputs], [a.dtype for a in example],
+                                       task=cap.task, preprocess=preprocess, fold=fold,
+                                       example=example if fold is None else None)
+        shared["references"] = [cap.reference(c.source) for c in shared["cases"]]
+    cases = shared["cases"]
+    if fmt == "coreml" and fold is not None and fold.input_layout == "NHWC":  # CoreML images are NCHW
+        cases = [V.Case(c.name, c.source, [c.artifact[0].transpose(0, 3, 1, 2)]) for c in cases]
     session = None
     try:
         verification, session = V.verify_artifact(result.path, cases, cap.reference, output_names=cap.output_names,
-                                                  precision=precision, task=cap.task, peak=peak)
+                                                  precision=precision, task=cap.task, peak=peak,
+                                                  references=shared["references"], reference64=cap.reference64)
         _adopt_runtime_specs(art, session)
     except EdgekitError as e:
         verification = {"status": "failed", "reason": f"the runtime cannot run it: {e}"}
+    except Exception as e:  # noqa: BLE001 - a runtime crash on this artifact fails this artifact only
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        verification = {"status": "failed", "reason": f"running it raised {type(e).__name__}: {first}"}
     art.verification = verification
     st.status = verification["status"]
     st.reason = verification.get("reason")
@@ -448,6 +471,22 @@ def _adopt_runtime_specs(art: Artifact, session: Any) -> None:
 
     art.inputs = merge(art.inputs, list(session.inputs))
     art.outputs = merge(art.outputs, list(session.outputs))
+
+
+def _adopt_coreml_specs(art: Artifact, path: Path) -> None:
+    """Record the package's own interface: an image input stays ``uint8`` NCHW; a classifier's
+    outputs are the label (``str``) and the probability dictionary (``dict``, keyed by label)."""
+    from edgekit.converters.exporters.coreml import spec_io
+
+    try:
+        ins, outs = spec_io(path)
+    except Exception:  # noqa: BLE001 - the spec check reports an unreadable package
+        return
+    if any(o["kind"] in ("dictionary", "string") for o in outs):
+        art.outputs = [TensorSpec(o["name"], tuple(o["shape"]), o["dtype"], None) for o in outs]
+    layouts = [t.layout for t in art.inputs]
+    if len(ins) == len(layouts):
+        art.inputs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"], lay) for i, lay in zip(ins, layouts)]
 
 
 def _latency(session: Any, arrays: list, runs: int) -> float | None:

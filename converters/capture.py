@@ -79,6 +79,7 @@ class Captured:
     output_shapes: list[tuple[int, ...]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reference: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None
+    reference64: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None
 
     @property
     def input_shapes(self) -> list[tuple[int, ...]]:
@@ -551,13 +552,13 @@ def _from_module(module: Any, inputs: tuple, src: dict[str, Any], *, name: str, 
     where = src.get("ref", name)
     try:
         with torch.no_grad():
-            out = _call_module(module, inputs)
+            out = module(*inputs)
     except Exception as e:
         shapes = ", ".join(str(list(t.shape)) for t in inputs)
         raise ConversionError(STAGE, f"running the model on inputs of shape {shapes} raised {type(e).__name__}: "
                               f"{_first_line(e)}", where=_user_location(e) or where,
                               hint="check --input-shape (and the weights)") from None
-    leaves, spec = pytree.tree_flatten(out)
+    leaves = pytree.tree_leaves(out)
     if not leaves or not all(isinstance(t, torch.Tensor) for t in leaves):
         raise ConversionError(STAGE, "the model's outputs are not tensors (or a tuple/dict of tensors)", where=where)
     in_shapes = [tuple(t.shape) for t in inputs]
@@ -567,21 +568,18 @@ def _from_module(module: Any, inputs: tuple, src: dict[str, Any], *, name: str, 
     if input_names is None or len(input_names) != len(inputs):
         input_names = _input_names(module, len(inputs))
     in_hint = card.layout if card is not None else None
-    out_hint = getattr(card, "output_layout", None) if card is not None else None
+    # An output of the input's rank (SR images, decoded video) shares its layout unless the card says.
+    out_hint = (getattr(card, "output_layout", None) if card is not None else None) or in_hint
     cap = Captured(
         name=name, module=module, example_inputs=tuple(inputs),
         input_names=input_names, output_names=out_names,
         input_layouts=[layout_for_rank(len(s), in_hint) for s in in_shapes],
-        output_layouts=[layout_for_rank(len(s), out_hint or (in_hint if len(s) == len(in_shapes[0]) and task != "classify" else None))
-                        for s in out_shapes],
+        output_layouts=[layout_for_rank(len(s), out_hint) for s in out_shapes],
         task=task, source=src, card=card, output_shapes=out_shapes,
     )
     cap.reference = _torch_reference(module)
+    cap.reference64 = _torch_reference64(module)
     return cap
-
-
-def _call_module(module: Any, inputs: tuple) -> Any:
-    return module(*inputs)
 
 
 def _torch_reference(module: Any) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
@@ -591,6 +589,25 @@ def _torch_reference(module: Any) -> Callable[[Sequence[np.ndarray]], list[np.nd
 
         with torch.no_grad():
             out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])
+        return [t.detach().cpu().numpy() for t in pytree.tree_leaves(out)]
+
+    return run
+
+
+def _torch_reference64(module: Any) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+    """The source in float64 (a copy made on first use): verification's second opinion for
+    ill-conditioned models."""
+    state: dict[str, Any] = {}
+
+    def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+        import torch.utils._pytree as pytree
+
+        if "m" not in state:
+            state["m"] = copy.deepcopy(module).double()
+        xs = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+        with torch.no_grad():
+            out = state["m"](*[x.double() if x.is_floating_point() else x for x in xs])
         return [t.detach().cpu().numpy() for t in pytree.tree_leaves(out)]
 
     return run
@@ -671,22 +688,26 @@ def _complete(cap: Captured, task: str | None, mean: Any, std: Any) -> None:
 
 
 def _zoo_labels(card: Any) -> list[str] | None:
-    """Class names for a zoo classifier, from the zoo's label helper when it has one."""
+    """Class names for a zoo classifier, from its family module's label helper (``labels(name)``
+    or ``imagenet_labels()``) when the count matches the card's classes."""
     if card.task != "classify":
         return None
-    try:
-        from edgekit import zoo
-    except ImportError:  # pragma: no cover
+    from edgekit.zoo.registry import FAMILIES
+
+    module_name = FAMILIES.get(card.family)
+    if module_name is None:
         return None
-    for helper in ("labels", "class_names", "imagenet_labels"):
-        fn = getattr(zoo, helper, None)
-        if callable(fn):
-            try:
-                labels = fn(card.name) if helper != "imagenet_labels" else fn()
-            except Exception:  # noqa: BLE001 - a card without labels is fine
-                continue
-            if labels and (card.num_classes is None or len(labels) == card.num_classes):
-                return list(labels)
+    module = importlib.import_module(module_name)
+    for helper, args in (("labels", (card.name,)), ("imagenet_labels", ())):
+        fn = getattr(module, helper, None)
+        if not callable(fn):
+            continue
+        try:
+            labels = list(fn(*args))
+        except Exception:  # noqa: BLE001 - a card without labels is fine
+            continue
+        if labels and (card.num_classes is None or len(labels) == card.num_classes):
+            return labels
     return None
 
 

@@ -289,6 +289,8 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         sink = DemoSink(task, model_name=resolved.name, backend=backend, accelerator=accelerator,
                         live=bool(source.live), recorder=recorder, window=window, view=opts.view,
                         snapshot_dir=opts.snapshot_dir, log=log)
+        if recorder is not None:
+            recorder.open(task.output_size(tuple(source.size)))
         pipeline = Pipeline(source, task, session, max_frames=max_frames, just_in_time=opts.just_in_time)
         try:
             with _signals_stop(pipeline):

@@ -376,6 +376,8 @@ class Pipeline:
             outputs = run(job.feed)
             t1 = time.perf_counter()
             ms = (t1 - t0) * 1e3
+            if self._stop.is_set():  # a run that ended after the pipeline stopped: not part of the run
+                return
             self.stats.infer.add(ms)
             if self._out.put(Result(frame, job, outputs, ms), replace=replace):
                 self.stats.dropped_results += 1

@@ -34,7 +34,8 @@ __all__ = ["Recorder", "count_frames"]
 
 
 class Recorder:
-    """Writes BGR frames of one size to an MP4; the writer opens on the first frame."""
+    """Writes BGR frames of one size to an MP4 at ``fps`` (the source's nominal rate); the
+    writer opens with :meth:`open` or on the first frame."""
 
     FOURCC = "mp4v"
 
@@ -56,23 +57,32 @@ class Recorder:
         self._writer = None
         self.closed = False
 
-    def write(self, frame: np.ndarray) -> None:
+    def open(self, size: tuple[int, int]) -> None:
+        """Open the writer for frames of ``size`` (width, height) now, rather than on the first
+        frame (the demo does this before it starts, to keep the writer's set-up out of the
+        first frame's timing)."""
         if self.closed:
             raise DemoError("the recording is already closed", where=self.path)
+        if self._writer is not None:
+            return
         cv = cv2()
+        w, h = int(size[0]), int(size[1])
+        writer = cv.VideoWriter(str(self._tmp), cv.VideoWriter_fourcc(*self.FOURCC), self.fps, (w, h))
+        if not writer.isOpened():
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            raise DemoError(f"cannot open an MP4 writer ({self.FOURCC}, {w}x{h})", where=self.path,
+                            hint="this OpenCV build may lack FFmpeg; install opencv-python from PyPI")
+        self._writer, self.size = writer, (w, h)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append a BGR frame; a frame of another size than the recording's (a camera that
+        changed mode) is resized to it rather than ending the recording."""
         h, w = frame.shape[:2]
         if self._writer is None:
-            self.size = (w, h)
-            self._writer = cv.VideoWriter(str(self._tmp), cv.VideoWriter_fourcc(*self.FOURCC), self.fps, (w, h))
-            if not self._writer.isOpened():
-                self._writer = None
-                with contextlib.suppress(OSError):
-                    self._tmp.unlink()
-                raise DemoError(f"cannot open an MP4 writer ({self.FOURCC}, {w}x{h})", where=self.path,
-                                hint="this OpenCV build may lack FFmpeg; install opencv-python from PyPI")
-        elif (w, h) != self.size:
-            raise DemoError(f"frame size changed from {self.size[0]}x{self.size[1]} to {w}x{h} mid-recording",
-                            where=self.path)
+            self.open((w, h))
+        if (w, h) != self.size:
+            frame = cv2().resize(frame, self.size, interpolation=cv2().INTER_AREA)
         self._writer.write(frame)
         self.frames += 1
 

@@ -301,6 +301,10 @@ class Upscale(_Task):
         self.scale = float(scale)
         self.static_out = (int(shape[w_axis]), int(shape[h_axis])) if static else None
 
+    def _model_label(self) -> str:
+        tag = f"x{self.scale:g}"
+        return self.model_name if self.model_name.endswith(tag) else f"{self.model_name} {tag}"
+
     def output_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
         if self.static_out is not None:
             return self.static_out
@@ -314,7 +318,7 @@ class Upscale(_Task):
         model = _to_bgr_u8(outputs[self.out_name], self.out_layout, self.pre.color_order, self.value_range)
         oh, ow = model.shape[:2]
         if view == "model":
-            corner_label(model, f"{self.model_name} x{self.scale:g}", "bottom-right")
+            corner_label(model, self._model_label(), "bottom-right")
             return Rendered(model)
         bicubic = cv.resize(job.low_res, (ow, oh), interpolation=cv.INTER_CUBIC)
         if view == "bicubic":
@@ -331,7 +335,7 @@ class Upscale(_Task):
             canvas[:, :half] = bicubic[:, :half]
         cv.line(canvas, (half, 0), (half, oh - 1), (255, 255, 255), 1)
         corner_label(canvas, "bicubic", "bottom-left")
-        corner_label(canvas, f"{self.model_name} x{self.scale:g}", "bottom-right")
+        corner_label(canvas, self._model_label(), "bottom-right")
         return Rendered(canvas)
 
 

@@ -144,6 +144,11 @@ _OP_PATTERNS = (
 
 def op_named_in(text: str) -> str | None:
     """The op a converter's error names, when it names one."""
+    select = re.search(r"TF Select ops: ([A-Za-z0-9_, ]+)", text)
+    if select:  # lowered to TensorFlow ops that LiteRT's builtin runtime does not have
+        ops = select.group(1).strip()
+        depthwise = re.search(r"tf\.Conv3D\([^)]*tensor<\d+x\d+x\d+x1x\d+x", text)
+        return f"{ops}{' (depthwise)' if depthwise else ''}, available only as a TF Select op"
     for pat in _OP_PATTERNS:
         m = pat.search(text)
         if m:

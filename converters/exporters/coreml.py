@@ -59,9 +59,7 @@ def export(request: ExportRequest) -> ExportResult:
                 classifier = ct.ClassifierConfig(list(request.labels), predicted_probabilities_output=request.output_names[0])
                 extra["classifier"] = {"labels": len(request.labels), "probabilities": request.output_names[0],
                                        "note": "probabilities output holds the model's raw scores (no softmax added)"}
-                outputs = None
-            else:
-                outputs = [ct.TensorType(name=n) for n in request.output_names]
+            outputs = [ct.TensorType(name=n) for n in request.output_names]
             precision = ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32
             mlmodel = ct.convert(
                 program, inputs=inputs, outputs=outputs, classifier_config=classifier,

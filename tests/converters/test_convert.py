@@ -119,12 +119,17 @@ def test_folded_manifest_records_what_was_folded(folded_result):
     for fmt in ("onnx", "tflite"):
         art = m.artifact_for(fmt)
         assert art.inputs[0].layout == "NHWC" and list(art.inputs[0].shape) == [1, 40, 56, 3]
-        assert art.source_layouts == {"input": "NCHW"}
+        assert art.source_layouts == {}  # pixels are a new interface, not a relayout of the source tensor
         assert art.outputs[0].layout == "NC"
         assert art.verification["top1_agreement"] == 1.0 and art.verification["top1_decisive_cases"] >= 3
     coreml = m.artifact_for("coreml")
     assert coreml.extra["coreml"]["image_input"]["color_layout"] == "RGB"
     assert list(coreml.inputs[0].shape) == [1, 3, 40, 56]
+
+
+def test_folded_bundle_session_takes_nhwc_pixels(folded_result):
+    with edgekit.load(folded_result.bundle) as s:
+        assert s.inputs[0].layout == "NHWC" and tuple(s.inputs[0].shape) == (1, 40, 56, 3)
 
 
 def test_folded_artifacts_take_raw_pixels(folded_result):
@@ -234,3 +239,38 @@ def test_exported_program_source(converted, bundles_dir):
 def test_result_json_is_serialisable(sr_result):
     d = json.loads(json.dumps(sr_result.to_dict(), default=str))
     assert d["ok"] is True and d["manifest"]["edgekit_manifest"] == 1
+
+
+# -- fp16 ------------------------------------------------------------------------------------
+
+
+def test_fp16_artifacts_verify_with_fp16_tolerances(converted, user):
+    r = converted(user("two_stage_sr"), formats="onnx,tflite,coreml", precision="fp16")
+    assert r.exit_code == 0, [a.to_dict() for a in r.artifacts]
+    m = read_manifest(r.bundle)
+    for fmt in ("onnx", "tflite"):
+        art = m.artifact_for(fmt)
+        assert art.precision == "fp16" and art.extra["notes"]
+        out = art.verification["outputs"]["output"]
+        # fp16 is not bit-exact but must stay far above the 40 dB floor
+        assert 1e-6 < out["max_rel"] < 1e-2 and out["psnr_db"] > 60
+        assert art.inputs[0].dtype == "float32"  # the interface stays float32
+    assert "ai_edge_quantizer.float_casting(fp16 weights)" in m.artifact_for("tflite").passes
+
+
+def test_weights_are_loaded_into_a_user_module(converted, bundles_dir):
+    model = _load_user_module().se_classifier()
+    with torch.no_grad():
+        model.fc.weight.mul_(-3.0)  # different from what the callable builds
+    path = bundles_dir / "se_weights.pth"
+    torch.save(model.state_dict(), path)
+    r = converted(f"{HERE / 'user_models.py'}:se_classifier", formats="onnx", input_shapes=[(1, 3, 32, 40)],
+                  weights=path)
+    assert r.exit_code == 0
+    m = read_manifest(r.bundle)
+    assert m.source["weights"] == str(path) and len(m.source["weights_sha256"]) == 64
+    x = _fresh((1, 3, 32, 40), 21)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    with edgekit.load(r.bundle / "model.onnx") as s:
+        assert np.abs(s(x) - ref).max() < 1e-5 * max(1.0, np.abs(ref).max())

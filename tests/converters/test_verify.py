@@ -167,3 +167,46 @@ def test_infer_task():
     assert infer_task(None, [(1, 3, 20, 28)], [(1, 3, 60, 84)]) == "super-resolve"
     assert infer_task(None, [(1, 3, 20, 28)], [(1, 3, 20, 28)]) == "other"
     assert infer_task("decode-video", [(1, 16, 2, 8, 8)], [(1, 3, 3, 64, 64)]) == "decode-video"
+
+
+def test_tf_select_ops_are_named():
+    from edgekit.converters.exporters import op_named_in
+
+    text = ("Failed to export flatbuffer: \nSome ops are not supported by the native TFLite runtime\nTF Select ops: "
+            "Conv3D\nDetails:\n\ttf.Conv3D(tensor<1x2x8x8x4xf32>, tensor<3x3x3x1x4xf32>) -> (tensor<1x2x8x8x4xf32>)")
+    assert op_named_in(text) == "Conv3D (depthwise), available only as a TF Select op"
+
+
+def test_ill_conditioned_source_gets_a_float64_second_opinion():
+    """A source whose own float32 result is far from the exact one (catastrophic cancellation):
+    an artifact with different rounding passes only through the float64 check, and a wrong
+    artifact still fails."""
+
+    def f32(xs, offset=5000.0):
+        x = xs[0].astype(np.float32)
+        return [((x + np.float32(offset)) - np.float32(offset)) * np.float32(10.0)]
+
+    def f64(xs):
+        return [xs[0].astype(np.float64) * 10.0]
+
+    class Session:
+        inputs = [type("S", (), {"name": "input"})()]
+        outputs = [type("S", (), {"name": "output"})()]
+
+        def __init__(self, fn):
+            self.fn = fn
+
+        def run(self, feed):
+            return {"output": self.fn([feed["input"]])[0]}
+
+    cases = V.make_cases([(1, 64)], [np.dtype(np.float32)], task="other", preprocess={}, fold=None)
+    rounding = Session(lambda xs: f32(xs, offset=9000.0))  # another rounding grid, same maths
+    v, _ = V.verify_artifact(None, cases, f32, output_names=["output"], precision="fp32", task="other",
+                             loader=lambda p: rounding, reference64=f64)
+    assert v["outputs"]["output"]["max_rel"] > 1e-4  # misses the plain bound...
+    assert v["status"] == "passed" and v["conditioning"]["within"]  # ...but matches the exact maths as well
+    assert v["conditioning"]["source_fp32_error_vs_fp64"] > 1e-5
+    wrong = Session(lambda xs: [f32(xs)[0] * 1.05])
+    v2, _ = V.verify_artifact(None, cases, f32, output_names=["output"], precision="fp32", task="other",
+                              loader=lambda p: wrong, reference64=f64)
+    assert v2["status"] == "failed" and "also against float64" in v2["reason"]
