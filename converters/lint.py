@@ -48,7 +48,7 @@ from typing import Any, Iterable
 from edgekit.converters.lint_readers import Graph, Op, Tensor, read_graph
 from edgekit.targets import DEFAULT_TARGET, OpRule, TargetProfile, load_target
 
-__all__ = ["Finding", "LintReport", "lint", "lint_graph"]
+__all__ = ["Finding", "LintReport", "lint", "lint_graph", "lint_summary"]
 
 _CHAIN_OPS = {"RESHAPE", "TRANSPOSE", "Reshape", "Transpose", "reshape", "transpose"}
 _TRANSPOSE = {"TRANSPOSE", "Transpose", "transpose"}
@@ -442,25 +442,48 @@ def _depth_to_space(src: tuple[int, ...], dst: tuple[int, ...]) -> tuple[str, di
 
 
 def _prelu_patterns(graph: Graph) -> list[list[Op]]:
-    """``relu(x) - w * relu(-x)`` (litert-torch's PReLU): NEG -> RELU -> MUL, RELU, SUB."""
+    """``relu(x) - w * relu(-x)`` (litert-torch's PReLU): SUB(RELU(x), MUL(w, relu(-x))), where
+    relu(-x) is RELU(NEG(x)) or, after TFLite's fusions, MUL(x, -1) with a fused RELU."""
     out = []
     for sub in graph.ops:
         if sub.type not in ("SUB", "Sub") or len(sub.inputs) != 2 or None in sub.inputs:
             continue
         pos, mul = (graph.producers.get(t.key) for t in sub.inputs)  # type: ignore[union-attr]
-        if pos is None or mul is None or pos.type not in ("RELU", "Relu") or mul.type not in ("MUL", "Mul"):
+        if pos is None or mul is None or pos.type not in ("RELU", "Relu") or mul.type not in ("MUL", "Mul") \
+                or not pos.inputs or pos.inputs[0] is None:
             continue
-        neg_relu = next((graph.producers.get(t.key) for t in mul.inputs if t is not None and not t.const
-                         and graph.producers.get(t.key) is not None
-                         and graph.producers[t.key].type in ("RELU", "Relu")), None)
-        if neg_relu is None or not neg_relu.inputs or neg_relu.inputs[0] is None:
-            continue
-        neg = graph.producers.get(neg_relu.inputs[0].key)
-        if neg is None or neg.type not in ("NEG", "Neg") or neg.inputs[0] is None or pos.inputs[0] is None:
-            continue
-        if neg.inputs[0].key == pos.inputs[0].key:
-            out.append([neg, neg_relu, mul, pos, sub])
+        for t in mul.inputs:
+            if t is None or t.const:
+                continue
+            found = _relu_of_negation(graph, t)
+            if found is not None and found[1] == pos.inputs[0].key:
+                out.append([*found[0], mul, pos, sub])
+                break
     return out
+
+
+def _relu_of_negation(graph: Graph, t: Tensor) -> tuple[list[Op], str] | None:
+    """The ops computing ``relu(-x)`` into ``t`` and the key of ``x``, or None."""
+    p = graph.producers.get(t.key)
+    if p is None or not p.inputs or p.inputs[0] is None:
+        return None
+    if p.type in ("RELU", "Relu"):
+        neg = graph.producers.get(p.inputs[0].key)
+        if neg is not None and neg.type in ("NEG", "Neg") and neg.inputs and neg.inputs[0] is not None:
+            return [neg, p], neg.inputs[0].key
+        return None
+    if p.type == "MUL" and p.attrs.get("fused_activation") == "RELU" and len(p.inputs) == 2:
+        for x, k in ((p.inputs[0], p.inputs[1]), (p.inputs[1], p.inputs[0])):
+            if x is not None and k is not None and k.const and k.value is not None \
+                    and all(v == -1 for v in _flat_values(k.value)):
+                return [p], x.key
+    return None
+
+
+def _flat_values(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return [x for v in value for x in _flat_values(v)]
+    return [value]
 
 
 def _silu_patterns(graph: Graph) -> list[tuple[Op, Op]]:
@@ -489,7 +512,7 @@ def _is_layout_perm(perm: list[int] | None) -> bool:
     if not perm:
         return False
     n = len(perm)
-    for k in range(0, n - 2):
+    for k in range(1, n - 2):  # the batch axis stays first
         if perm[:k] != list(range(k)):
             continue
         tail = list(range(k, n))
@@ -735,3 +758,20 @@ def _resize_factor_violation(x: Tensor, y: Tensor, factors: list[int], layout: s
     if oh % h == 0 and ow % w == 0 and oh // h == ow // w and oh // h in factors:  # type: ignore[operator]
         return None
     return f"resizes {h}x{w} -> {oh}x{ow} (only equal x{'/x'.join(map(str, factors))} scaling)"
+
+
+def lint_summary(path: str | os.PathLike, target: str = DEFAULT_TARGET) -> dict[str, Any] | None:
+    """A short lint verdict for ``edgekit inspect``: ``{"target", "passed", "errors", "warnings",
+    "by_rule", "fix_passes"}``, ``{"target", "error"}`` when the file cannot be linted (e.g. no
+    ``onnx`` package), or None for formats lint does not read (``.ort``)."""
+    from edgekit.converters.lint_readers import LINT_FORMATS
+    from edgekit.errors import EdgekitError
+
+    p = Path(path)
+    if p.suffix.lower() not in LINT_FORMATS:
+        return None
+    try:
+        s = lint(p, target).summary
+    except EdgekitError as e:
+        return {"target": target, "error": str(e)}
+    return {k: s[k] for k in ("target", "passed", "errors", "warnings", "by_rule", "fix_passes")}

@@ -68,7 +68,7 @@ def inspect_model(path: str | os.PathLike, placement: bool = True) -> dict[str, 
         raise InvalidModelFile(p, f"unknown model format '{p.suffix or '(no suffix)'}'",
                                hint="edgekit reads .onnx, .ort, .tflite and .mlpackage")
     if fmt == "coreml":
-        return read_coreml(p)
+        return _with_lint(read_coreml(p), p)
     if p.is_dir():
         raise InvalidModelFile(p, f"is a folder, not a {fmt} file", hint=f"pass the .{fmt} file itself")
     from edgekit.runtimes.modelfile import read_model
@@ -77,6 +77,16 @@ def inspect_model(path: str | os.PathLike, placement: bool = True) -> dict[str, 
     info.setdefault("num_ops", sum(info.get("op_histogram", {}).values()))
     if fmt == "tflite" and placement:
         info["placement"] = _tflite_placement(p)
+    return _with_lint(info, p)
+
+
+def _with_lint(info: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Add ``"lint"``: the model's verdict for the generic-npu target (see ``edgekit lint``)."""
+    from edgekit.converters.lint import lint_summary
+
+    summary = lint_summary(path, "generic-npu")
+    if summary is not None:
+        info["lint"] = summary
     return info
 
 

@@ -1,31 +1,95 @@
 """Rewrite passes ("NPU-friendly passes") and the per-target pipelines that order them.
 
-This is the hook of the *rewrite* stage of ``edgekit convert`` (capture → **rewrite** →
-export → verify). Passes arrive with the NPU-rewrite issue (issue 5), one file per pass in
-this folder, each exact unless its id says ``approx_``, and pipelines as data: one ordered
-list of pass ids per target. Until then the only pipeline is the empty one: with no target
-the program goes to the exporters unchanged, and asking for a target or a pass is an error
-that says so — never a silent no-op.
+This is the *rewrite* stage of ``edgekit convert`` (capture → **rewrite** → export → verify).
+A pass is one file in this folder: a docstring with the before/after graph and the maths, and
+
+- ``check(program) -> str | None``: None when the pass applies, else the reason it does not
+  (reported in the manifest, never an error);
+- ``rewrite(program) -> program``: the rewritten program. Exact unless the id says ``approx_``.
+
+Passes act at one *stage*: ``program`` passes take and return a ``torch.export``
+``ExportedProgram`` (so all three formats benefit); ``tflite`` passes take and return the
+path of a written ``.tflite`` file (only for what litert-torch emits badly). Pipelines are data:
+each target profile (``edgekit/targets/*.toml``) lists its pass ids in order, with a comment
+on every ordering constraint.
 
 Example::
 
-    >>> program, applied = run_pipeline(program, target=None)     # doctest: +SKIP
-    >>> applied
-    []
+    >>> program, applied = run_pipeline(program, target="generic-npu")   # doctest: +SKIP
+    >>> applied[:2]
+    ['fold_batchnorm', 'static_shapes']
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from edgekit.errors import UsageError
+from edgekit.errors import ConversionError, EdgekitError, UsageError
 
-__all__ = ["PASSES", "PIPELINES", "run_pipeline"]
+__all__ = ["PassSpec", "PASSES", "pipeline_for", "run_pipeline", "validate_selection"]
 
-# pass id -> "module:function" (lazy), filled by issue 5.
-PASSES: dict[str, str] = {}
-# target -> ordered pass ids, filled by issue 5.
-PIPELINES: dict[str, list[str]] = {}
+
+@dataclass(frozen=True)
+class PassSpec:
+    module: str  # import path of the pass's file
+    stage: str  # "program" | "tflite"
+
+
+_P = "edgekit.converters.passes."
+# pass id -> where it lives and when it runs. Explicit, imported lazily.
+PASSES: dict[str, PassSpec] = {
+    "fold_batchnorm": PassSpec(_P + "fold_batchnorm", "program"),
+    "collapse_reparam": PassSpec(_P + "collapse_reparam", "program"),
+    "static_shapes": PassSpec(_P + "static_shapes", "program"),
+    "int64_to_int32": PassSpec(_P + "int64_to_int32", "program"),
+    "groupnorm_decompose": PassSpec(_P + "groupnorm_decompose", "program"),
+    "pixel_shuffle_3d_to_4d": PassSpec(_P + "pixel_shuffle_3d_to_4d", "program"),
+    "frames_to_batch": PassSpec(_P + "frames_to_batch", "program"),
+    "conv3d_to_conv2d": PassSpec(_P + "conv3d_to_conv2d", "program"),
+    "upsample_nearest_native": PassSpec(_P + "upsample_nearest_native", "program"),
+    "attention_per_frame": PassSpec(_P + "attention_per_frame", "program"),
+    "pixel_shuffle_to_depth_to_space": PassSpec(_P + "pixel_shuffle_to_depth_to_space", "program"),
+    "mean_to_avgpool": PassSpec(_P + "mean_to_avgpool", "program"),
+    "prelu_restore": PassSpec(_P + "prelu_restore", "tflite"),
+    "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "tflite"),
+}
+
+
+def pipeline_for(target: str) -> list[str]:
+    """The ordered pass ids of a target profile (an unknown target is a usage error)."""
+    from edgekit.targets import load_target
+
+    return list(load_target(target).pipeline)
+
+
+def validate_selection(target: str | None, passes: Sequence[str] | None = None, skip: Iterable[str] = ()) -> list[str]:
+    """The pass ids that will run, in order; refuses unknown targets and pass ids up front."""
+    skip = list(skip)
+    if target is None and not passes:
+        if skip:
+            raise UsageError(f"--skip-pass {', '.join(skip)} given without a --target or --passes")
+        return []
+    wanted = list(passes) if passes else pipeline_for(target)  # type: ignore[arg-type]
+    unknown = [p for p in [*wanted, *skip] if p not in PASSES]
+    if unknown:
+        raise UsageError(f"unknown pass(es) {', '.join(unknown)}", hint=f"known passes: {', '.join(PASSES)}")
+    return [p for p in wanted if p not in skip]
+
+
+NOT_AVAILABLE = "not available in this version of edgekit"
+
+
+def _module(pass_id: str) -> Any | None:
+    """The pass's module, or None when this version does not have it yet."""
+    spec = PASSES[pass_id]
+    try:
+        return importlib.import_module(spec.module)
+    except ModuleNotFoundError as e:
+        if e.name == spec.module:
+            return None
+        raise
 
 
 def run_pipeline(
@@ -33,35 +97,39 @@ def run_pipeline(
     target: str | None,
     passes: Sequence[str] | None = None,
     skip: Iterable[str] = (),
+    *,
+    stage: str = "program",
+    not_applied: dict[str, str] | None = None,
 ) -> tuple[Any, list[str]]:
-    """Apply the pipeline of ``target`` (or the explicit ``passes``, minus ``skip``) to
-    ``program`` (an ``ExportedProgram`` or ``nn.Module``); return ``(result, applied_ids)``.
+    """Apply the passes of ``stage`` from ``target``'s pipeline (or the explicit ``passes``,
+    minus ``skip``) to ``program``; return ``(result, applied_ids)``.
 
-    The identity for ``target=None`` with no passes. Unknown targets and pass ids are usage
-    errors naming what exists.
+    The identity for ``target=None`` with no passes. A pass whose ``check`` gives a reason (or
+    that this version does not have) is not applied; the reason goes into ``not_applied`` (when
+    given), which the converter records in the manifest and shows: lint then reports what the
+    missing rewrite would have fixed. A pass that fails raises a
+    :class:`ConversionError` naming it.
     """
-    skip = list(skip)
-    if target is None and not passes:
-        if skip:
-            raise UsageError(f"--skip-pass {', '.join(skip)} given without a --target or --passes")
-        return program, []
-    if target is not None and target not in PIPELINES:
-        known = ", ".join(sorted(PIPELINES)) or "none yet"
-        raise UsageError(f"target '{target}' is not available in this version (known targets: {known})",
-                         hint="NPU targets such as generic-npu arrive with the NPU rewrites (issue 5); omit --target")
-    wanted = list(passes) if passes else list(PIPELINES[target])  # type: ignore[index]
-    unknown = [p for p in [*wanted, *skip] if p not in PASSES]
-    if unknown:
-        known = ", ".join(sorted(PASSES)) or "none yet"
-        raise UsageError(f"unknown pass(es) {', '.join(unknown)} (known passes: {known})",
-                         hint="rewrite passes arrive with the NPU rewrites (issue 5)")
+    selected = validate_selection(target, passes, skip)
     applied: list[str] = []
-    import importlib
-
-    for pass_id in wanted:
-        if pass_id in skip:
+    if program is None:
+        return program, applied
+    for pass_id in selected:
+        if PASSES[pass_id].stage != stage:
             continue
-        module_name, _, fn_name = PASSES[pass_id].partition(":")
-        program = getattr(importlib.import_module(module_name), fn_name)(program)
+        module = _module(pass_id)
+        reason = NOT_AVAILABLE if module is None else module.check(program)
+        if reason:
+            if not_applied is not None:
+                not_applied[pass_id] = reason
+            continue
+        try:
+            program = module.rewrite(program)
+        except EdgekitError:
+            raise
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ConversionError("rewrite", f"pass '{pass_id}' failed: {type(e).__name__}: {first}",
+                                  hint=f"report it, or skip the pass with --skip-pass {pass_id}") from None
         applied.append(pass_id)
     return program, applied

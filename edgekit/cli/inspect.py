@@ -100,6 +100,20 @@ def placement_text(placement: dict[str, Any] | None) -> str | None:
     return text + (f"  [dim]({notes})[/]" if notes else "")
 
 
+def lint_text(lint: dict[str, Any] | None, path: Any) -> str | None:
+    """``generic-npu: 3 errors, 1 warning (rank 2, layout 1, ...) — edgekit lint PATH`` or why unknown."""
+    if not lint:
+        return None
+    if "error" in lint:
+        return f"{lint['target']}: not checked ({lint['error']})"
+    if not lint["errors"] and not lint["warnings"]:
+        return f"[green]clean for {lint['target']}[/]"
+    rules = ", ".join(f"{rule} {n}" for rule, n in list(lint["by_rule"].items())[:5])
+    colour = "red" if lint["errors"] else "yellow"
+    return (f"[{colour}]{lint['target']}: {lint['errors']} error(s), {lint['warnings']} warning(s)[/] ({rules})"
+            f"  [dim]— details: edgekit lint {path}[/]")
+
+
 def render_model(info: dict[str, Any], heading: bool = True) -> None:
     from rich.table import Table
 
@@ -130,6 +144,9 @@ def render_model(info: dict[str, Any], heading: bool = True) -> None:
     placement = placement_text(info.get("placement"))
     if placement:
         con.print(f"[bold]Delegate[/]  {placement}")
+    lint = lint_text(info.get("lint"), info.get("path"))
+    if lint:
+        con.print(f"[bold]Lint[/]  {lint}")
     if info.get("external_files"):
         con.print(f"[bold]External files[/]  {', '.join(info['external_files'])}")
     extra = {k: v for k, v in (info.get("extra") or {}).items() if k != "note"}
