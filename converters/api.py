@@ -206,8 +206,9 @@ def convert(
         # -- rewrite ------------------------------------------------------------------------
         with _stage(report, stage_seconds, "rewrite", message=f"target {target or 'none'}"):
             applied: list[str] = []
+            not_applied: dict[str, str] = {}  # pass id -> why it did not apply (recorded in the manifest)
             for key, (prog, kw) in list(programs.items()):
-                prog, applied = run_pipeline(prog, target, passes, skip_passes)
+                prog, applied = run_pipeline(prog, target, passes, skip_passes, not_applied=not_applied)
                 programs[key] = (prog, kw)
 
         # -- export -------------------------------------------------------------------------
@@ -238,6 +239,11 @@ def convert(
                     program_fp16=programs.get("half", (None,))[0],
                 )
                 exported[fmt] = export(fmt, request)
+                if fmt == "tflite" and (target or passes):  # format-level passes on the written file
+                    path, tfl_applied = run_pipeline(exported[fmt].path, target, passes, skip_passes,
+                                                     stage="tflite", not_applied=not_applied)
+                    exported[fmt].path = path
+                    exported[fmt].passes.extend(tfl_applied)
             except EdgekitError as e:
                 _remove(dest)
                 secs = time.perf_counter() - t0
@@ -285,6 +291,7 @@ def convert(
                 tools=tool_versions(), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 extra={"convert": {
                     "formats": list(fmts), "precision": precision, "target": target, "passes": applied,
+                    "passes_not_applied": not_applied,
                     "fold_preprocess": fold is not None,
                     "input_shapes": [list(s) for s in cap.input_shapes],
                     "output_shapes": [list(s) for s in cap.output_shapes],

@@ -229,7 +229,7 @@ def _refs(ops: Iterable[Op], limit: int = 8) -> list[str]:
 def _check_dynamic(ctx: _Context) -> None:
     if not ctx.t.static_shapes:
         return
-    fix = ctx.t.fix_for("static_shapes") or "static_shapes"
+    fix = ctx.t.fix_for("shape.dynamic")
     dynamic_inputs = False
     for t in ctx.g.inputs:
         if t.is_dynamic:
@@ -372,7 +372,8 @@ def _check_patterns(ctx: _Context) -> set[int]:
                     f"PReLU as {'/'.join(op.type for op in ops)} ({', '.join(op.ref for op in ops)})",
                     fix=prelu.fix, advice=prelu.advice, why=prelu.why)
     silu = ctx.t.patterns.get("silu")
-    if silu is not None:
+    quantized = ctx.t.quantized or any(t.dtype in ("int8", "uint8", "int16") for t in ctx.activations())
+    if silu is not None and quantized:  # advice about int8 accuracy: only where the model is or must be integer
         for op, gate in _silu_patterns(ctx.g):
             ctx.add("silu", silu.severity, op, op.outputs[0],
                     f"SiLU (x * sigmoid(x)): {op.ref}" + (f" with {gate.ref}" if gate is not op else ""),
@@ -538,11 +539,10 @@ def _check_layout(ctx: _Context, covered: set[int]) -> set[int]:
         src, dst = op.inputs[0], op.outputs[0]
         at_input = src.key in g.boundary or _through_quant(g, src)
         at_output = dst.key in g.boundary
-        if g.format == "onnx" and at_input and perm == [0, 3, 1, 2]:
-            done.add(id(op))  # NHWC model input -> ONNX's NCHW ops: the NHWC boundary, as intended
-            continue
-        if g.format == "onnx" and at_output and perm == [0, 2, 3, 1]:
-            done.add(id(op))
+        n = len(perm)
+        to_channels_first, to_channels_last = [0, n - 1, *range(1, n - 1)], [0, *range(2, n), 1]
+        if g.format == "onnx" and ((at_input and perm == to_channels_first) or (at_output and perm == to_channels_last)):
+            done.add(id(op))  # ONNX ops are NCHW by definition: one transpose at an NHWC boundary is intended
             continue
         done.add(id(op))
         if at_input:
@@ -590,8 +590,9 @@ def _through_quant(g: Graph, t: Tensor) -> bool:
 
 def _role(ctx: _Context, op: Op) -> str | None:
     """What an op is doing, where that decides the pass that removes it: ``repeat`` (a
-    BROADCAST_TO / gather that copies data out, as nearest upsampling exports), ``high_rank``
-    (its input has more dims than the target takes)."""
+    BROADCAST_TO / gather that copies data out, as nearest upsampling exports), ``const_index``
+    (a gather of activations by constant indices: a fixed selection), ``high_rank`` (its input
+    has more dims than the target takes), ``non_layout`` (a TRANSPOSE that is not NCHW<->NHWC)."""
     x = op.inputs[0] if op.inputs else None
     y = op.outputs[0] if op.outputs else None
     if x is None or y is None:
@@ -606,19 +607,25 @@ def _role(ctx: _Context, op: Op) -> str | None:
     if op.type in ("GATHER", "GATHER_ND", "Gather", "GatherND", "GatherElements", "gather", "gather_nd"):
         if x.shape and y.shape and None not in x.shape and None not in y.shape and prod(y.shape) > prod(x.shape):  # type: ignore[arg-type]
             return "repeat"
+        index = op.inputs[1] if len(op.inputs) > 1 and ctx.g.format != "coreml" else None
+        if index is not None and index.const and not x.const:
+            return "const_index"
     if x.rank is not None and x.rank > ctx.t.max_rank:
         return "high_rank"
+    if op.type in _TRANSPOSE and op.attrs.get("perm") is not None and not _is_layout_perm(op.attrs["perm"]):
+        return "non_layout"
     return None
 
 
 def _fix(ctx: _Context, op: Op, fallback: str | None) -> str | None:
-    """The pass for ``op``: the profile's ``<OP>.<role>`` entry, else ``fallback``, else (for an op
-    on too-high-rank tensors) the rank fix."""
+    """The pass for ``op``: the profile's ``<OP>.<role>`` entry (an empty entry: no pass can), else
+    ``fallback``, else (for an op on too-high-rank tensors) the rank fix."""
     role = _role(ctx, op)
-    if role is not None:
-        specific = ctx.t.fix_for(f"{op.type}.{role}")
-        if specific:
-            return specific
+    if role is not None and f"{op.type}.{role}" in ctx.t.fixes:
+        specific = ctx.t.fixes[f"{op.type}.{role}"]
+        if specific == "@rank" and op.inputs and op.inputs[0] is not None:
+            return _rank_fix(ctx.t, op.inputs[0].rank or 0)
+        return specific or None
     if fallback is None and role == "high_rank" and op.inputs and op.inputs[0] is not None:
         return _rank_fix(ctx.t, op.inputs[0].rank or 0)
     return fallback
@@ -640,8 +647,10 @@ def _check_ops(ctx: _Context, covered: set[int]) -> None:
             continue
         assert rule is not None
         if status == "forbidden":
+            role = _role(ctx, op)
             ctx.add("op-forbidden", rule.severity, op, op.outputs[0] if op.outputs else None,
-                    f"not run by {ctx.t.name}{_op_detail(op)}", fix=_fix(ctx, op, rule.fix), advice=rule.advice,
+                    f"not run by {ctx.t.name}{_op_detail(op)}", fix=_fix(ctx, op, rule.fix),
+                    advice=ctx.t.advice_for(f"{op.type}.{role}") or rule.advice,
                     why=rule.why or ctx.t.why_for("op-forbidden"))
             continue
         for message in _violations(ctx, op, rule):

@@ -179,12 +179,18 @@ def _snake(name: str) -> str:
 
 
 def _read_tflite(path: Path) -> Graph:
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _read_tflite_buffer(path, data)
+
+
+def _read_tflite_buffer(path: Path, data: Any) -> Graph:
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
     from edgekit.runtimes._tflite_file import TFLITE_DTYPES, builtin_op_name
 
-    data = path.read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     act_names = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
     opcodes: list[str] = []
@@ -196,15 +202,18 @@ def _read_tflite(path: Path) -> Graph:
         else:
             opcodes.append(builtin_op_name(code))
 
-    def buffer_bytes(b: int) -> bytes | None:
+    def constant(b: int) -> tuple[bool, bytes | None]:
+        """Whether buffer ``b`` holds data, and its bytes when small (weights are never copied)."""
         if b <= 0 or b >= model.BuffersLength():
-            return None
+            return False, None
         buf = model.Buffers(b)
-        if buf.Offset() > 1:
-            return data[buf.Offset(): buf.Offset() + buf.Size()]
-        if buf.DataLength() == 0:
-            return None
-        return buf.DataAsNumpy().tobytes()
+        if buf.Offset() > 1:  # stored after the flatbuffer (models over 2 GB)
+            small = buf.Size() <= _SMALL * 8
+            return True, bytes(data[buf.Offset(): buf.Offset() + buf.Size()]) if small else None
+        n = buf.DataLength()
+        if n == 0:
+            return False, None
+        return True, buf.DataAsNumpy().tobytes() if n <= _SMALL * 8 else None
 
     ops: list[Op] = []
     graph_inputs: list[Tensor] = []
@@ -219,15 +228,15 @@ def _read_tflite(path: Path) -> Graph:
             dims = sig if sig and len(sig) == len(shape) else shape
             code = t.Type()
             dtype = TFLITE_DTYPES[code] if 0 <= code < len(TFLITE_DTYPES) else f"tflite_type_{code}"
-            raw = buffer_bytes(t.Buffer())
+            is_const, raw = constant(t.Buffer())
             value = None
-            if raw is not None and dtype in _TFLITE_NP and 0 < len(raw) <= _SMALL * 8:
+            if raw and dtype in _TFLITE_NP:
                 arr = np.frombuffer(raw, dtype=_TFLITE_NP[dtype])
                 if len(arr) <= _SMALL:
                     value = arr.reshape(shape).tolist() if shape and int(np.prod(shape)) == arr.size else arr.tolist()
             name = (t.Name() or b"").decode("utf-8", "replace") or f"tensor_{t_i}"
             tensors.append(Tensor(f"{s}:{t_i}", name, tuple(None if d < 0 else d for d in dims), dtype,
-                                  const=raw is not None, value=value))
+                                  const=is_const, value=value))
         for o_i in range(sg.OperatorsLength()):
             op = sg.Operators(o_i)
             ins = [tensors[i] if i >= 0 else None for i in op.InputsAsNumpy()] if op.InputsLength() else []

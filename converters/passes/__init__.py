@@ -52,6 +52,9 @@ PASSES: dict[str, PassSpec] = {
     "attention_per_frame": PassSpec(_P + "attention_per_frame", "program"),
     "pixel_shuffle_to_depth_to_space": PassSpec(_P + "pixel_shuffle_to_depth_to_space", "program"),
     "mean_to_avgpool": PassSpec(_P + "mean_to_avgpool", "program"),
+    "pixel_shuffle_to_transpose_conv": PassSpec(_P + "pixel_shuffle_to_transpose_conv", "program"),
+    "hardswish_decompose": PassSpec(_P + "hardswish_decompose", "program"),
+    "approx_gelu_tanh": PassSpec(_P + "approx_gelu_tanh", "program"),
     "prelu_restore": PassSpec(_P + "prelu_restore", "tflite"),
     "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "tflite"),
 }

@@ -114,6 +114,17 @@ class ESPCN(nn.Module):
 # ------------------------------------------------------------------------------------- QuickSRNet
 
 
+class _Anchor(nn.Module):
+    """QuickSRNet's input-to-output skip: a trainable 1×1 conv initialised to :func:`repeat_kernel`."""
+
+    def __init__(self, channels: int, scale: int):
+        super().__init__()
+        self.net = nn.Conv2d(channels, channels * scale * scale, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class QuickSRNet(nn.Module):
     """QuickSRNet (Berger et al. 2023, "QuickSRNet: Plain Single-Image Super-Resolution
     Architecture for Faster Inference on Mobile Platforms", arXiv:2303.04336).
@@ -129,6 +140,10 @@ class QuickSRNet(nn.Module):
     instead they are *initialised* so that the net starts out as nearest upsampling: every
     3×3 conv gets +1 on its centre tap for channel i→i, and the last conv +1 on c→c·r²+k,
     so the RGB input flows through the first three feature channels at initialisation.
+
+    State-dict keys follow the layout of Qualcomm's reference code (``cnn.<i>``, ``conv_last``,
+    ``anchor.net``), so its float checkpoints should load with ``weights=`` (not verified here:
+    no network).
     """
 
     def __init__(self, scale: int = 2, channels: int = 32, layers: int = 2, ito: bool = False,
@@ -139,29 +154,29 @@ class QuickSRNet(nn.Module):
         convs: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
         for _ in range(layers):
             convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.Hardtanh(0.0, 1.0)]
-        self.body = nn.Sequential(*convs)
+        self.cnn = nn.Sequential(*convs)
         self.conv_last = nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1)
-        self.anchor = nn.Conv2d(in_channels, in_channels * scale * scale, 1) if ito else None
+        self.anchor = _Anchor(in_channels, scale) if ito else None
         self.clip = nn.Hardtanh(0.0, 1.0)
         self.shuffle = nn.PixelShuffle(scale)
         self._init_identity(in_channels)
 
     @torch.no_grad()
     def _init_identity(self, in_channels: int) -> None:
-        for m in self.body:
+        for m in self.cnn:
             if isinstance(m, nn.Conv2d):
                 for i in range(min(m.in_channels, m.out_channels)):
                     m.weight[i, i, 1, 1] += 1.0
         r2 = self.scale * self.scale
         if self.anchor is not None:
-            self.anchor.weight.copy_(repeat_kernel(in_channels, self.scale))
-            self.anchor.bias.zero_()
+            self.anchor.net.weight.copy_(repeat_kernel(in_channels, self.scale))
+            self.anchor.net.bias.zero_()
         else:
             for o in range(self.conv_last.out_channels):
                 self.conv_last.weight[o, o // r2, 1, 1] += 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv_last(self.body(x))
+        y = self.conv_last(self.cnn(x))
         if self.anchor is not None:
             y = y + self.anchor(x)
         return self.shuffle(self.clip(y))
@@ -324,6 +339,11 @@ _TRAINED: dict[str, dict] = {
 }
 
 
+_AIMET_LARGE = ("Qualcomm AIMET model zoo float32 checkpoint (BSD-3-Clause), same state-dict keys; save its "
+                "'state_dict' as .pth (not verified offline): https://github.com/quic/aimet-model-zoo/releases/"
+                "download/phase_2_january_artifacts/quicksrnet_large_2x_checkpoint_float32.pth.tar")
+
+
 def _trained(name: str) -> dict:
     t = _TRAINED.get(name)
     if not t or t["weights"] is None:
@@ -332,37 +352,37 @@ def _trained(name: str) -> dict:
 
 
 @register_model(_card(
-    "espcn_x2", _ESPCN_PAPER, params=0, macs=0,
+    "espcn_x2", _ESPCN_PAPER, params=26_796, macs=6_148_915_200,
     description="ESPCN on RGB: conv5x5(64)-tanh-conv3x3(32)-tanh-conv3x3(3r^2)-pixel shuffle.",
     **_trained("espcn_x2")))
 def espcn_x2(scale: int = 2) -> nn.Module:
     return ESPCN(scale=_check_scale(scale, "espcn_x2"))
 
 
-def _quicksrnet(name: str, channels: int, layers: int, ito: bool):
+def _register_quicksrnet(name: str, channels: int, layers: int, ito: bool, params: int, macs: int,
+                         **extra) -> None:
+    variant = name.split("_")[1]
+    skip = "a trainable 1x1 input-to-output anchor skip" if ito else "initialised as nearest upsampling (no skip)"
+    card = _card(name, _QSR_PAPER, params=params, macs=macs,
+                 description=f"QuickSRNet-{variant}: {layers + 2} conv3x3 layers ({channels} channels, clipped ReLU), "
+                             f"pixel shuffle; {skip}.", **extra)
+
     def factory(scale: int = 2) -> nn.Module:
         return QuickSRNet(scale=_check_scale(scale, name), channels=channels, layers=layers, ito=ito)
 
-    factory.__name__ = name
-    factory.__doc__ = f"QuickSRNet {name.split('_')[1]}: {channels} channels, {layers} intermediate convs, skip={ito}."
-    return factory
+    factory.__name__ = factory.__qualname__ = name
+    register_model(card)(factory)
 
 
-for _name, _ch, _layers, _ito, _params, _macs in (
-    ("quicksrnet_small_x2", 32, 2, False, 0, 0),
-    ("quicksrnet_medium_x2", 32, 5, False, 0, 0),
-    ("quicksrnet_large_x2", 64, 11, True, 0, 0),
-):
-    register_model(_card(
-        _name, _QSR_PAPER, params=_params, macs=_macs,
-        description=(f"QuickSRNet-{_name.split('_')[1]}: {_layers + 1}+1 conv3x3 layers of {_ch} channels with "
-                     "clipped ReLU, pixel shuffle; " + ("input-to-output 1x1 anchor skip." if _ito else
-                                                        "initialised as nearest upsampling (no skip in the graph).")),
-        **_trained(_name)))(_quicksrnet(_name, _ch, _layers, _ito))
+_register_quicksrnet("quicksrnet_small_x2", 32, 2, False, 22_860, 5_242_060_800, **_trained("quicksrnet_small_x2"))
+_register_quicksrnet("quicksrnet_medium_x2", 32, 5, False, 50_604, 11_612_160_000,
+                     **_trained("quicksrnet_medium_x2"))
+_register_quicksrnet("quicksrnet_large_x2", 64, 11, True, 414_972, 95_427_072_000,
+                     license=_LICENSE_UNTRAINED, weights_source=_AIMET_LARGE)
 
 
 @register_model(_card(
-    "sesr_m5_x2", _SESR_PAPER, params=0, macs=0,
+    "sesr_m5_x2", _SESR_PAPER, params=17_708, macs=4_044_902_400,
     description=("SESR-M5 (f=16, m=5) on RGB. create() returns the deploy form (linear blocks collapsed into "
                  "plain convs); training_form=True gives the over-parameterised form (expand=256), whose "
                  ".collapse() folds it."),

@@ -10,7 +10,7 @@ TFLite (litert-torch 0.10):
 - ``clean``: ``plain_nhwc``'s convs plus a DEPTH_TO_SPACE (block 2) appended to the flatbuffer and
   the resize's half_pixel_centers cleared (what ``upsample_nearest_native`` and
   ``pixel_shuffle_to_depth_to_space`` produce); checked to run in LiteRT and to match PyTorch.
-- ``gather``: x[:, [2, 0, 1]] (litert-torch: GATHER).
+- ``gather``: x[:, [2, 0, 1]] with NHWC I/O (litert-torch: TRANSPOSE, GATHER_ND, TRANSPOSE).
 
 ONNX (torch.onnx dynamo): ``conv3d``, ``gather``, ``dynamic`` (batch and height dynamic), ``sr``
 (conv + pixel shuffle: DepthToSpace CRD), ``nhwc_clean`` (NHWC input transposed once at the
@@ -101,16 +101,26 @@ def plain_net():
 
 
 @pytest.fixture(scope="session")
-def lint_models(tmp_path_factory) -> dict[str, Path]:
-    """Every fixture model file by key (``tflite_conv3d``, ``onnx_sr``, ``coreml_clean``...)."""
+def plain_torch_net():
+    pytest.importorskip("torch")
+    return plain_net()
+
+
+@pytest.fixture(scope="session")
+def lint_models(tflite_models, onnx_models) -> dict[str, Path]:
+    """The TFLite and ONNX fixture files by key (``tflite_conv3d``, ``onnx_sr``...)."""
+    return {**tflite_models, **onnx_models}
+
+
+@pytest.fixture(scope="session")
+def tflite_models(tmp_path_factory) -> dict[str, Path]:
     torch = pytest.importorskip("torch")
     litert_torch = pytest.importorskip("litert_torch")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    root = tmp_path_factory.mktemp("lint_models")
-    Conv3dNet, PixelShuffleNet, PlainNet, GatherNet, NhwcNet = _modules()
+    root = tmp_path_factory.mktemp("lint_tflite")
+    Conv3dNet, PixelShuffleNet, PlainNet, GatherNet, _ = _modules()
     torch.manual_seed(0)
     files: dict[str, Path] = {}
-    x3d = torch.randn(1, 4, 3, 8, 8)
     x = torch.randn(1, 3, 16, 16)
 
     def tfl(name, module, sample, nhwc=False):
@@ -123,13 +133,25 @@ def lint_models(tmp_path_factory) -> dict[str, Path]:
             litert_torch.convert(module, (sample,)).export(str(path))
         files[f"tflite_{name}"] = path
 
-    tfl("conv3d", Conv3dNet(), x3d)
+    tfl("conv3d", Conv3dNet(), torch.randn(1, 4, 3, 8, 8))
     tfl("pixel_shuffle_nchw", PixelShuffleNet(), x)
     tfl("pixel_shuffle_nhwc", PixelShuffleNet(), x, nhwc=True)
     tfl("plain_nchw", PlainNet(), x)
     tfl("plain_nhwc", plain_net(), x, nhwc=True)
-    tfl("gather", GatherNet(), x)
+    tfl("gather", GatherNet(), x, nhwc=True)
     files["tflite_clean"] = _append_depth_to_space(files["tflite_plain_nhwc"], root / "clean.tflite")
+    return files
+
+
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory) -> dict[str, Path]:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    root = tmp_path_factory.mktemp("lint_onnx")
+    Conv3dNet, PixelShuffleNet, PlainNet, GatherNet, NhwcNet = _modules()
+    torch.manual_seed(0)
+    files: dict[str, Path] = {}
+    x = torch.randn(1, 3, 16, 16)
 
     def onnx(name, module, sample, dynamic_shapes=None):
         path = root / f"{name}.onnx"
@@ -138,18 +160,26 @@ def lint_models(tmp_path_factory) -> dict[str, Path]:
                               input_names=["x"], dynamic_shapes=dynamic_shapes)
         files[f"onnx_{name}"] = path
 
-    onnx("conv3d", Conv3dNet(), x3d)
+    onnx("conv3d", Conv3dNet(), torch.randn(1, 4, 3, 8, 8))
     onnx("gather", GatherNet(), x)
     onnx("sr", PixelShuffleNet(), x)
     onnx("nhwc_clean", NhwcNet(), x.permute(0, 2, 3, 1).contiguous())
     dim = torch.export.Dim
     onnx("dynamic", PlainNet(upsample=False), x, {"x": {0: dim("batch", max=8), 2: dim("height", min=8, max=64)}})
+    return files
 
-    try:
-        import coremltools as ct
-    except ImportError:
-        return files
-    for name, module, sample in (("conv3d", Conv3dNet(), x3d), ("clean", PlainNet(upsample=False), x)):
+
+@pytest.fixture(scope="session")
+def coreml_models(tmp_path_factory) -> dict[str, Path]:
+    torch = pytest.importorskip("torch")
+    with quiet():
+        ct = pytest.importorskip("coremltools")
+    root = tmp_path_factory.mktemp("lint_coreml")
+    Conv3dNet, _, PlainNet, _, _ = _modules()
+    torch.manual_seed(0)
+    files: dict[str, Path] = {}
+    for name, module, sample in (("conv3d", Conv3dNet(), torch.randn(1, 4, 3, 8, 8)),
+                                 ("clean", PlainNet(upsample=False), torch.randn(1, 3, 16, 16))):
         with quiet():
             traced = torch.jit.trace(module.eval(), sample)
             ml = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=sample.shape)], convert_to="mlprogram")
@@ -200,3 +230,19 @@ def _append_depth_to_space(src: Path, dst: Path) -> Path:
                 t.tensorIndex = new_out
     flatbuffer_utils.write_model(model, str(dst))
     return dst
+
+
+@pytest.fixture(scope="session")
+def video_decoder_tflite(tmp_path_factory) -> Path:
+    """``edgekit.zoo.create("video_decoder_ref")`` (tiny config) exported by litert-torch as is, on a
+    (1, 16, 2, 8, 8) latent: what a user gets without edgekit's NPU pipeline."""
+    torch = pytest.importorskip("torch")
+    litert_torch = pytest.importorskip("litert_torch")
+    from edgekit import zoo
+
+    model = zoo.create("video_decoder_ref").eval()
+    latent = torch.randn(1, 16, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    path = tmp_path_factory.mktemp("lint_vd") / "video_decoder_ref.tflite"
+    with quiet():
+        litert_torch.convert(model, (latent,)).export(str(path))
+    return path

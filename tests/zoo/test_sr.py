@@ -108,9 +108,9 @@ def test_espcn_layers_follow_the_paper():
 ])
 def test_quicksrnet_configs(name, channels, convs, ito):
     m = zoo.create(name)
-    body = [c for c in m.body if isinstance(c, torch.nn.Conv2d)]
+    body = [c for c in m.cnn if isinstance(c, torch.nn.Conv2d)]
     assert len(body) == convs and all(c.out_channels == channels for c in body)
-    assert sum(isinstance(a, torch.nn.Hardtanh) for a in m.body) == convs
+    assert sum(isinstance(a, torch.nn.Hardtanh) for a in m.cnn) == convs
     assert m.conv_last.out_channels == 12 and (m.anchor is not None) == ito
 
 
@@ -133,8 +133,8 @@ def test_quicksrnet_identity_init_is_nearest_upsampling(name, scale):
 def test_quicksrnet_large_anchor_skip_is_nearest_upsampling(scale):
     m = randomize(zoo.create("quicksrnet_large_x2", scale=scale))
     with torch.no_grad():
-        m.anchor.weight.copy_(sr.repeat_kernel(3, scale))
-        m.anchor.bias.zero_()
+        m.anchor.net.weight.copy_(sr.repeat_kernel(3, scale))
+        m.anchor.net.bias.zero_()
         m.conv_last.weight.zero_()
         m.conv_last.bias.zero_()
         x = torch.rand(1, 3, 9, 11)

@@ -1,0 +1,67 @@
+"""groupnorm_decompose: GroupNorm on 4-D and 5-D inputs → rank ≤ 4 ops, exact to fp32 rounding."""
+
+import pytest
+import torch
+from torch import nn
+
+from edgekit.converters.passes import _fx, frames_to_batch, groupnorm_decompose
+from tests.passes._video_models import ClipGroupNorm, Plain2d, assert_close, export, latent, ops, run_source_layout
+
+GN = "aten.group_norm.default"
+
+
+class GN4(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.GroupNorm(4, 8)
+        nn.init.normal_(self.norm.weight)
+        nn.init.normal_(self.norm.bias)
+
+    def forward(self, x):
+        return self.norm(x)
+
+
+@pytest.mark.parametrize("model, shape", [(GN4(), (2, 8, 5, 7)), (ClipGroupNorm(8, 2), (1, 8, 3, 5, 4))],
+                         ids=["4d", "5d-clip"])
+def test_decomposes_and_matches(model, shape):
+    x = latent(shape)
+    ep = export(model, x)
+    assert groupnorm_decompose.check(ep) is None
+    before = ops(ep)
+    out = groupnorm_decompose.rewrite(ep)
+    after = ops(out)
+    assert before[GN] == 1 and GN not in after, after
+    assert after["aten.rsqrt.default"] == 1
+    # a 4-D norm needs no tensor above rank 4; a 5-D one stays ≤ its input rank (frames_to_batch folds it)
+    assert _fx.max_rank(out) <= len(shape)
+    want = model.eval()(x)
+    # σ = 0 (constant input): rounding of the mean is amplified by 1/√ε = 1000 in both
+    # implementations, so that edge case is held to 1e-4
+    for name, xi, rel in [("random", x, 1e-5), ("offset 10", x + 10.0, 1e-5), ("tiny", x * 1e-4, 1e-5),
+                          ("constant", torch.full(shape, 0.7), 1e-4)]:
+        assert_close(run_source_layout(out, xi), model(xi), rel=rel, what=name)
+    assert_close(run_source_layout(out, x), want, what="random")
+
+
+def test_clip_norm_folds_to_rank4_without_transpose():
+    x = latent((1, 8, 3, 5, 4))
+    model = ClipGroupNorm(8, 2)
+    out = frames_to_batch.rewrite(groupnorm_decompose.rewrite(export(model, x)))
+    assert _fx.max_rank(out) <= 4
+    assert "aten.permute.default" not in ops(out) and "aten.transpose.int" not in ops(out), ops(out)
+    assert_close(run_source_layout(out, x), model(x))
+
+
+def test_clip_norm_folded_directly_by_frames_to_batch():
+    """Without groupnorm_decompose, frames_to_batch lowers a 5-D GroupNorm itself (rank 3 stats)."""
+    x = latent((1, 8, 3, 5, 4))
+    model = ClipGroupNorm(8, 2)
+    out = frames_to_batch.rewrite(export(model, x))
+    assert GN not in ops(out) and _fx.max_rank(out) <= 4
+    assert_close(run_source_layout(out, x), model(x))
+
+
+def test_negative_no_groupnorm():
+    ep = export(Plain2d(), torch.randn(1, 3, 8, 8))
+    reason = groupnorm_decompose.check(ep)
+    assert reason == "no GroupNorm in the graph"
