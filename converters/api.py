@@ -204,12 +204,14 @@ def convert(
                         capture_errors["onnx"] = e
 
         # -- rewrite ------------------------------------------------------------------------
-        with _stage(report, stage_seconds, "rewrite", message=f"target {target or 'none'}"):
+        with _stage(report, stage_seconds, "rewrite", message=f"target {target or 'none'}") as rw:
             applied: list[str] = []
             not_applied: dict[str, str] = {}  # pass id -> why it did not apply (recorded in the manifest)
             for key, (prog, kw) in list(programs.items()):
                 prog, applied = run_pipeline(prog, target, passes, skip_passes, not_applied=not_applied)
                 programs[key] = (prog, kw)
+            if target or passes:
+                rw.message += f": applied {', '.join(applied) or 'none'}; {len(not_applied)} not applied (see edgekit.json)"
 
         # -- export -------------------------------------------------------------------------
         from edgekit.converters.exporters import ExportRequest, export

@@ -42,14 +42,15 @@ LAYOUT_META = "edgekit_io_layouts"
 
 
 def factor_permutation(perm: np.ndarray) -> list[tuple[int, int]] | None:
-    """Write a permutation of ``range(n)`` (flat target position → flat source position) as
-    independent axes ``[(length, source_stride), …]``, outermost target axis first, merged where
-    contiguous in both orders. None when it is not a transpose of some reshape of the source."""
+    """Write a map "flat target position → flat source position" as independent axes
+    ``[(length, source_stride), …]``, outermost target axis first, merged where contiguous in both
+    orders. Stride 0 marks a repeated (broadcast) axis. None when the map is not a transpose of
+    some reshape of the source, with repeats."""
     q = np.asarray(perm, dtype=np.int64).reshape(-1)
     axes: list[tuple[int, int]] = []  # innermost first
     while q.size > 1:
         d = int(q[1] - q[0])
-        if d <= 0:
+        if d < 0:
             return None
         diffs = np.diff(q)
         run = int(np.argmax(diffs != d)) + 1 if np.any(diffs != d) else q.size
@@ -64,7 +65,7 @@ def factor_permutation(perm: np.ndarray) -> list[tuple[int, int]] | None:
         return None
     # the source must be tiled exactly: sorted by stride, each stride = product of smaller lengths
     expect = 1
-    for length, stride in sorted(axes, key=lambda a: a[1]):
+    for length, stride in sorted((a for a in axes if a[1]), key=lambda a: a[1]):
         if stride != expect:
             return None
         expect *= length
@@ -88,33 +89,58 @@ def _gather_box(base: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, np.n
     return sub, flat.reshape(idx.shape)
 
 
+def _gather_range(base: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """Slice ``base`` to the contiguous flat range ``idx`` reads, as ``(blocks, b)[lo/b : hi/b]``
+    with the largest block ``b`` that keeps it a slice of whole blocks (a frame range of a
+    reshaped tensor is one slice on dim 0); returns the slice and ``idx`` re-based."""
+    import math
+
+    n = int(base.numel())
+    lo, hi = int(idx.min()), int(idx.max()) + 1
+    b = math.gcd(math.gcd(lo, hi), n) or n
+    sub = aten.slice.Tensor(aten.reshape.default(base, [n // b, b]), 0, lo // b, hi // b)
+    return sub, idx - lo
+
+
 def gather_as(base: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
     """The tensor of shape ``idx.shape`` whose elements are ``base.flatten()[idx]``, built from
-    slice, reshape and at most one permute (never a gather). Raises ``ConversionError`` when the
-    data movement is not a transpose of a box of ``base``."""
+    slice, reshape, at most one permute and, for repeated elements (expand, repeat_interleave),
+    concatenations of copies — never a gather or BROADCAST_TO. Raises ``ConversionError`` when
+    the data movement is not a transpose of a box of ``base`` with repeats."""
     shape = list(idx.shape)
     if idx.size == 0:
         return aten.reshape.default(aten.slice.Tensor(base.reshape(-1), 0, 0, 0), shape)
     sub, rel = _gather_box(base, idx)
     n = int(np.prod(sub.shape)) if sub.dim() else 1
-    if rel.size != n:
-        raise ConversionError("rewrite", f"a view reads {rel.size} of {n} elements (broadcast or strided); "
-                              "cannot express it with reshape/transpose")
+    if np.unique(rel).size != n:
+        sub, rel = _gather_range(base, idx)
+        n = int(np.prod(sub.shape))
+    if np.unique(rel).size != n:
+        raise ConversionError("rewrite", f"a view reads {np.unique(rel).size} of {n} elements (strided); "
+                              "cannot express it with slice/reshape/transpose")
     axes = factor_permutation(rel)
     if axes is None:
         raise ConversionError("rewrite", f"a view of shape {shape} is not a transpose of its base {list(base.shape)}")
-    if list(sub.shape) == shape:
+    core = [i for i, a in enumerate(axes) if a[1]]  # logical order
+    if list(sub.shape) == shape and len(core) == len(axes):
         if all(axes[i][1] > axes[i + 1][1] for i in range(len(axes) - 1)):
             return sub
-    order = sorted(range(len(axes)), key=lambda i: -axes[i][1])  # source axes, outermost first
+    order = sorted(core, key=lambda i: -axes[i][1])  # source axes, outermost first
     src_shape = [axes[i][0] for i in order]
-    perm = [order.index(i) for i in range(len(axes))]
+    perm = [order.index(i) for i in core]
     x = sub
-    if perm == sorted(perm):
-        return x if list(x.shape) == shape else aten.reshape.default(x, shape)
-    if list(x.shape) != src_shape:
-        x = aten.reshape.default(x, src_shape)
-    x = aten.permute.default(x, perm)
+    if perm != sorted(perm):
+        if list(x.shape) != src_shape:
+            x = aten.reshape.default(x, src_shape)
+        x = aten.permute.default(x, perm)
+    # repeated axes, innermost first: (outer, inner) → cat L copies on dim 1 → (outer, L·inner)
+    present = list(core)
+    for k in [i for i in range(len(axes) - 1, -1, -1) if not axes[i][1]]:
+        outer = int(np.prod([axes[i][0] for i in present if i < k]))
+        inner = int(np.prod([axes[i][0] for i in present if i > k]))
+        x = aten.reshape.default(x, [outer, inner])
+        x = torch.cat([x] * axes[k][0], dim=1)
+        present = sorted(present + [k])
     return x if list(x.shape) == shape else aten.reshape.default(x, shape)
 
 
@@ -158,6 +184,13 @@ def _squeeze_idx(a: np.ndarray, dims: Sequence[int] | int | None = None) -> np.n
     return a.squeeze(tuple(dims)) if dims else a
 
 
+def _expand_idx(a: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    size = [int(x) for x in size]
+    lead = len(size) - a.ndim
+    full = [a.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(size)]
+    return np.broadcast_to(a.reshape((1,) * lead + a.shape), full)
+
+
 def _flatten_idx(a: np.ndarray, start: int = 0, end: int = -1) -> np.ndarray:
     s, e = _dim(start, a.ndim), _dim(end, a.ndim)
     return a.reshape(*a.shape[:s], -1, *a.shape[e + 1:])
@@ -183,6 +216,10 @@ VIEW_OPS: dict[Any, Callable[..., np.ndarray]] = {
     aten.slice.Tensor: _slice_idx,
     aten.select.int: lambda a, d, i: np.take(a, i, axis=_dim(d, a.ndim)),
     aten.pixel_shuffle.default: _pixel_shuffle_idx,
+    aten.expand.default: lambda a, size, **_: _expand_idx(a, size),
+    aten.repeat_interleave.self_int: lambda a, repeats, dim=None, output_size=None: (
+        np.repeat(a.reshape(-1), repeats) if dim is None else np.repeat(a, repeats, axis=_dim(dim, a.ndim))),
+    aten.repeat.default: lambda a, reps: np.tile(a, list(reps)),
     aten.pixel_unshuffle.default: _pixel_unshuffle_idx,
 }
 
@@ -320,6 +357,13 @@ class Retracer(torch.fx.Interpreter):
             self.holder.register_buffer(name, make().detach().clone().contiguous())
         return getattr(self.holder, name)
 
+    def input_name(self, node: torch.fx.Node) -> str:
+        """The source program's name of a user input (``program.module()`` may rename ``input``
+        to ``input_1``; the new program keeps the exported name, which callers feed by)."""
+        i = self.user_inputs.index(node)
+        names = list(self.program.graph_signature.user_inputs)
+        return str(names[i]) if i < len(names) else node.name
+
     # -- hooks ----------------------------------------------------------------------------------
     def input_shape(self, node: torch.fx.Node) -> tuple[int, ...]:
         return node_shape(node)  # type: ignore[return-value]
@@ -372,7 +416,7 @@ class Retracer(torch.fx.Interpreter):
     def export(self) -> torch.export.ExportedProgram:
         """The rewritten program (input names kept; layouts recorded in graph_module.meta)."""
         shapes = [self.input_shape(n) for n in self.user_inputs]
-        names = [n.name for n in self.user_inputs]
+        names = [self.input_name(n) for n in self.user_inputs]
         retracer = self
 
         class Rewritten(nn.Module):

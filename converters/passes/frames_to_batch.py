@@ -72,7 +72,7 @@ class _Frames(_fx.Retracer):
     def convert_input(self, node: torch.fx.Node, x: torch.Tensor) -> Any:
         s = _fx.node_shape(node)
         if s is not None and len(s) == 5 and s[0] == 1:
-            self.layouts["inputs"][node.name] = {"source": SOURCE_LAYOUT, "artifact": ARTIFACT_LAYOUT}
+            self.layouts["inputs"][self.input_name(node)] = {"source": SOURCE_LAYOUT, "artifact": ARTIFACT_LAYOUT}
             return folded(x)
         return x
 

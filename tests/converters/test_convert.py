@@ -274,3 +274,15 @@ def test_weights_are_loaded_into_a_user_module(converted, bundles_dir):
         ref = model(torch.from_numpy(x)).numpy()
     with edgekit.load(r.bundle / "model.onnx") as s:
         assert np.abs(s(x) - ref).max() < 1e-5 * max(1.0, np.abs(ref).max())
+
+
+def test_onnx_source_with_external_data_becomes_self_contained(converted, bundles_dir):
+    model, inputs = _load_user_module().tiny_conv()
+    src = bundles_dir / "ext" / "tiny.onnx"
+    src.parent.mkdir()
+    torch.onnx.export(model, inputs, dynamo=True, verbose=False).save(str(src), external_data=True)
+    assert (src.parent / "tiny.onnx.data").is_file()
+    r = converted(src, formats="onnx")
+    assert r.exit_code == 0
+    assert sorted(p.name for p in r.bundle.iterdir()) == ["edgekit.json", "model.onnx"]
+    assert read_manifest(r.bundle).artifact_for("onnx").extra["onnx"]["external_data"] is False

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from edgekit.converters.passes import _fx, frames_to_batch, groupnorm_decompose
-from tests.passes._video_models import ClipGroupNorm, Plain2d, assert_close, export, latent, ops, run_source_layout
+from _video_models import ClipGroupNorm, Plain2d, assert_close, export, latent, ops, run_source_layout
 
 GN = "aten.group_norm.default"
 
