@@ -207,9 +207,16 @@ def convert(
         with _stage(report, stage_seconds, "rewrite", message=f"target {target or 'none'}") as rw:
             applied: list[str] = []
             not_applied: dict[str, str] = {}  # pass id -> why it did not apply (recorded in the manifest)
+            io_by_key: dict[str, Any] = {}
+            applied_by_key: dict[str, list[str]] = {}
             for key, (prog, kw) in list(programs.items()):
-                prog, applied = run_pipeline(prog, target, passes, skip_passes, not_applied=not_applied)
+                _seed_layouts(prog, cap, fold if key != "image" else None)
+                # a CoreML image input is NCHW by definition: that program keeps its boundary
+                skip = [*skip_passes, "nhwc_boundary"] if key == "image" and (target or passes) else skip_passes
+                prog, applied_by_key[key] = run_pipeline(prog, target, passes, skip, not_applied=not_applied)
                 programs[key] = (prog, kw)
+                io_by_key[key] = prog.graph_module.meta.get("edgekit_io_layouts")
+            applied = applied_by_key.get("tensor", next(iter(applied_by_key.values()), []))
             if target or passes:
                 rw.message += f": applied {', '.join(applied) or 'none'}; {len(not_applied)} not applied (see edgekit.json)"
 
@@ -266,7 +273,9 @@ def convert(
         artifacts: list[Artifact] = []
         shared: dict[str, Any] = {}  # verification cases and the source's outputs, computed once
         for fmt, result in exported.items():
-            art = _artifact(fmt, result, cap, fold, precision, applied)
+            # the passes record how the program's boundary differs from the source's
+            key = "image" if fmt == "coreml" and fold is not None else "tensor"
+            art = _artifact(fmt, result, cap, fold, precision, applied_by_key.get(key, applied), io_by_key.get(key))
             art.target = target
             st = statuses[fmt]
             if verify:
@@ -386,9 +395,14 @@ def _half_program(cap: Any, fold: Any) -> tuple[Any, dict]:
     return cap_mod.export_program(half_cap, fold)
 
 
-def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applied: list[str]) -> Artifact:
+def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applied: list[str],
+              io_layouts: dict | None = None) -> Artifact:
     """The manifest entry of an exported file, with the tensors the exporter was asked for
-    (replaced by what the runtime reports once verification opened it)."""
+    (replaced by what the runtime reports once verification opened it).
+
+    Rewrites may change the boundary: ``io_layouts`` is the program's ``edgekit_io_layouts``
+    (e.g. NCTHW → TCHW by frames_to_batch, NCHW → NHWC by nhwc_boundary). Each changed tensor gets its artifact layout and shape, and a ``source_layouts``
+    entry so that ``edgekit.load(bundle)`` translates from and to the source's layout."""
     in_layouts = list(cap.input_layouts)
     in_shapes = [list(s) for s in cap.input_shapes]
     in_dtypes = [str(t.dtype).replace("torch.", "") for t in cap.example_inputs]
@@ -406,12 +420,69 @@ def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applie
     inputs = [TensorSpec(n, tuple(s), d, lay) for n, s, d, lay in zip(cap.input_names, in_shapes, in_dtypes, in_layouts)]
     outputs = [TensorSpec(n, tuple(s), "float32", lay)
                for n, s, lay in zip(cap.output_names, cap.output_shapes, cap.output_layouts)]
+    inputs, outputs = _rewritten_layouts(fmt, result, inputs, outputs, source_layouts, io_layouts)
     extra: dict[str, Any] = {"notes": result.notes} if result.notes else {}
     if result.extra:
         extra[fmt] = result.extra
     return Artifact(path=result.path.name, format=fmt, inputs=inputs, outputs=outputs, target=None,
                     precision=precision, passes=[*applied, *result.passes], source_layouts=source_layouts,
                     extra=extra)
+
+
+def _seed_layouts(program: Any, cap: Any, fold: Any) -> None:
+    """Record the captured program's boundary layouts in its ``edgekit_io_layouts`` meta (source
+    = artifact), so that passes which change the boundary (nhwc_boundary) know where they start."""
+    from edgekit.converters.passes._fx import LAYOUT_META
+
+    in_layouts = list(cap.input_layouts)
+    if fold is not None and fold.input_layout == "NHWC":
+        in_layouts[0] = "NHWC"
+    meta = program.graph_module.meta.setdefault(LAYOUT_META, {"inputs": {}, "outputs": {}})
+    for name, lay in zip(cap.input_names, in_layouts):
+        if lay:
+            meta["inputs"].setdefault(name, {"source": lay, "artifact": lay})
+    for i, lay in enumerate(cap.output_layouts):
+        if lay:
+            meta["outputs"].setdefault(str(i), {"source": lay, "artifact": lay})
+
+
+def _rewritten_layouts(fmt: str, result: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                       source_layouts: dict[str, str], io_layouts: dict | None
+                       ) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Apply the boundary changes of the rewrite passes to the specs (see :func:`_artifact`);
+    fills ``source_layouts`` in place."""
+    from edgekit.runtimes.bundle_session import LayoutMap
+
+    def change(spec: TensorSpec, layout: str) -> TensorSpec:
+        if not spec.layout or layout == spec.layout:
+            return spec
+        source_layouts.setdefault(spec.name, spec.layout)
+        return TensorSpec(spec.name, LayoutMap(spec.layout, layout).shape(spec.shape), spec.dtype, layout)
+
+    if io_layouts:
+        ins, outs = io_layouts.get("inputs", {}), io_layouts.get("outputs", {})
+        inputs = [change(t, ins[t.name]["artifact"]) if t.name in ins else t for t in inputs]
+        outputs = [change(t, (outs.get(t.name) or outs.get(str(i)))["artifact"])
+                   if (t.name in outs or str(i) in outs) else t for i, t in enumerate(outputs)]
+    return inputs, outputs
+
+
+def _layout_loader(art: Artifact) -> Callable[[Path], Any] | None:
+    """A loader for verification that feeds and returns the source layouts (None: no change)."""
+    if not art.source_layouts:
+        return None
+    layouts = {t.name: t.layout for t in (*art.inputs, *art.outputs)}
+
+    def load(path: Path) -> Any:
+        import edgekit
+        from edgekit.runtimes.bundle_session import LayoutSession
+
+        inner = edgekit.load(path)
+        inner.inputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.inputs]
+        inner.outputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.outputs]
+        return LayoutSession(inner, art.source_layouts)
+
+    return load
 
 
 def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision: str, st: ArtifactStatus,
@@ -429,7 +500,8 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
         _adopt_coreml_specs(art, result.path)
     if fmt == "coreml" and not is_macos():
         problems = V.check_coreml_spec(result.path, [tuple(t.shape) for t in art.inputs], cap.input_names,
-                                       cap.output_names, cap.output_shapes, image_input=fold is not None)
+                                       cap.output_names, [tuple(t.shape) for t in art.outputs],
+                                       image_input=fold is not None)
         if problems:
             art.verification = {"status": "failed", "reason": "spec check: " + "; ".join(problems)}
             st.status, st.reason = "failed", art.verification["reason"]
@@ -452,8 +524,9 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
     try:
         verification, session = V.verify_artifact(result.path, cases, cap.reference, output_names=cap.output_names,
                                                   precision=precision, task=cap.task, peak=peak,
-                                                  references=shared["references"], reference64=cap.reference64)
-        _adopt_runtime_specs(art, session)
+                                                  references=shared["references"], reference64=cap.reference64,
+                                                  loader=_layout_loader(art))
+        _adopt_runtime_specs(art, getattr(session, "inner", session))  # the artifact's own specs
     except EdgekitError as e:
         verification = {"status": "failed", "reason": f"the runtime cannot run it: {e}"}
     except Exception as e:  # noqa: BLE001 - a runtime crash on this artifact fails this artifact only

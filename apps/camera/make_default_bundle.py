@@ -28,36 +28,49 @@ FORMATS = ("tflite", "onnx")
 KEEP = ("__init__.py",)  # the folder is a package so that wheels carry it; its __init__ stays
 
 
-def shipped_weights() -> Path:
+def shipped_weights() -> tuple[Path, bool]:
+    """The shipped weights file, and whether the model card names it (``pretrained=True``
+    works); a file in ``edgekit/zoo/weights`` the card does not list yet is used by path."""
     from edgekit import zoo
     from edgekit.zoo.registry import WEIGHTS_DIR
 
     card = zoo.card(DEFAULT_SR_MODEL)
-    if card.weights is None:
-        raise SystemExit(f"{DEFAULT_SR_MODEL} has no shipped weights yet (edgekit/zoo/weights); train them first "
-                         "with `python -m edgekit.zoo.train_sr`")
-    return WEIGHTS_DIR / card.weights
+    if card.weights is not None:
+        return WEIGHTS_DIR / card.weights, True
+    path = WEIGHTS_DIR / f"{DEFAULT_SR_MODEL}.safetensors"
+    if path.is_file():
+        return path, False
+    raise SystemExit(f"{DEFAULT_SR_MODEL} has no shipped weights yet (edgekit/zoo/weights); train them first "
+                     "with `python -m edgekit.zoo.train_sr`")
 
 
 def build(out: Path = DEFAULT_BUNDLE_DIR, progress=None) -> Path:
     """Convert the shipped weights into ``out`` (replacing the bundle files, keeping ``__init__.py``)."""
     import edgekit
 
-    shipped_weights()  # fail early, with the reason, when there are none
+    weights, on_card = shipped_weights()  # fails early, with the reason, when there are none
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".build", dir=out.parent))
     try:
         staged = work / "bundle"
+        by_card = dict(pretrained=True) if on_card else dict(weights=weights)
         result = edgekit.convert(DEFAULT_SR_MODEL, formats=list(FORMATS), out=staged, input_shapes=[DEFAULT_SR_INPUT],
-                                 pretrained=True, progress=progress)
+                                 progress=progress, **by_card)
         bad = [f"{a.format}: {a.status} ({a.reason})" for a in result.artifacts if a.status != "passed"]
         if bad:
             raise SystemExit("conversion did not pass verification for every format: " + "; ".join(bad))
+        if not on_card:  # name the shipped file as pretrained=True would, not by this machine's path
+            from edgekit.bundle import read_manifest, write_manifest
+
+            m = read_manifest(staged)
+            m.source["weights"] = f"edgekit:{weights.name}"
+            write_manifest(staged, m)
         for name in KEEP:
             if (out / name).exists():
                 shutil.copy2(out / name, staged / name)
-        for p in staged.rglob("*"):  # readable by everyone once installed (mkstemp makes 0600 files)
+        os.chmod(staged, 0o755)  # readable by everyone once installed (mkdtemp/mkstemp make 0700/0600)
+        for p in staged.rglob("*"):
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         old = work / "old"
         if out.exists():
@@ -76,7 +89,7 @@ def check(folder: Path = DEFAULT_BUNDLE_DIR) -> list[str]:
         return [f"{folder} is not a bundle (no edgekit.json)"]
     m = read_manifest(folder)
     problems = []
-    weights = shipped_weights()
+    weights, _ = shipped_weights()
     want = sha256_file(weights)
     got = (m.source or {}).get("weights_sha256")
     if got != want:

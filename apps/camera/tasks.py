@@ -165,15 +165,6 @@ class Preprocess:
         x = x.transpose(2, 0, 1) if self.layout == "NCHW" else x
         return np.ascontiguousarray(x[None])
 
-    def reference(self, low_res_bgr: np.ndarray) -> np.ndarray:
-        """The same tensor computed plainly with NumPy (for tests)."""
-        img = low_res_bgr[:, :, ::-1] if self.color_order == "RGB" else low_res_bgr
-        x = (img.astype(np.float64) - np.asarray(self.offset)) * np.asarray(self.scale)
-        if self.dtype == "uint8":
-            x = img.astype(np.float64)
-        x = x.transpose(2, 0, 1) if self.layout == "NCHW" else x
-        return x[None].astype(self.dtype)
-
 
 def _blob_params(cv: Any, pre: Preprocess) -> Any:
     """``cv2.dnn.Image2BlobParams`` for ``pre`` (OpenCV >= 4.8), or None when this OpenCV lacks it."""

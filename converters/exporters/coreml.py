@@ -33,7 +33,7 @@ DEPLOYMENT_TARGET = "iOS16"
 
 def export(request: ExportRequest) -> ExportResult:
     rank5 = any(getattr(t, "dim", lambda: 0)() >= 5 for t in request.kwargs.values())
-    passes = ["torch.export.run_decompositions({})", "coremltools default mlprogram pipeline"]
+    passes = ["torch.export.run_decompositions(edgekit ops)", "coremltools default mlprogram pipeline"]
     notes: list[str] = []
     extra: dict = {"minimum_deployment_target": DEPLOYMENT_TARGET}
     logging.getLogger("coremltools").setLevel(logging.ERROR)
@@ -42,7 +42,10 @@ def export(request: ExportRequest) -> ExportResult:
             import coremltools as ct
             import numpy as np
 
-            program = request.program.run_decompositions({})
+            from edgekit.converters.passes import _fx2d
+
+            # ops the rewrite passes emit (edgekit.depth_to_space) become the exact torch ops
+            program = request.program.run_decompositions(_fx2d.coreml_decompositions())
             inputs = []
             for i, name in enumerate(request.input_names):
                 shape = tuple(request.kwargs[name].shape)

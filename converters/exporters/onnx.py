@@ -46,12 +46,15 @@ def export(request: ExportRequest) -> ExportResult:
             else:
                 import torch
 
+                from edgekit.converters.passes import _fx2d
+
                 program = request.program_fp16 if request.precision == "fp16" else request.program
                 if program is None:
                     raise ConversionError("export", f"onnx: no {request.precision} program was captured")
                 onnx_program = torch.onnx.export(
                     program, (), kwargs=request.kwargs, dynamo=True, optimize=False, verbose=False,
                     input_names=request.input_names, output_names=request.output_names,
+                    custom_translation_table=_fx2d.onnx_translations(),  # ops the rewrite passes emit
                 )
                 model = onnx_program.model
                 if request.precision == "fp16":

@@ -38,16 +38,24 @@ def export(request: ExportRequest) -> ExportResult:
         try:
             import litert_torch
 
+            from edgekit.converters.passes import _fx2d
+
+            _fx2d.register_litert()  # edgekit.depth_to_space → DEPTH_TO_SPACE (a rewrite may emit it)
             module = request.program.module()
             module.training = False  # the unlifted module refuses .eval(); litert-torch only reads the flag
-            edge = litert_torch.convert(module, sample_kwargs=dict(request.kwargs))
+            if _takes_keywords(request.program):
+                edge = litert_torch.convert(module, sample_kwargs=dict(request.kwargs))
+            else:  # a rewritten program (passes re-export positionally; the input names are kept)
+                edge = litert_torch.convert(module, tuple(request.kwargs[n] for n in request.input_names))
             edge.export(str(request.dest))
             if request.precision == "fp16":
                 _fp16_weights(request.dest)
                 passes.append(FP16_PASS)
                 notes.append("float16 weights (DEQUANTIZE to float32 on CPU; the GPU delegate computes in float16)")
             if request.dest.stat().st_size < _RENAME_LIMIT:
-                _name_io_tensors(request.dest)
+                positional = not _takes_keywords(request.program)
+                _name_io_tensors(request.dest, request.input_names if positional else None,
+                                 request.output_names if positional else None)
                 passes.append(NAME_PASS)
         except Exception as e:
             raise export_failure("tflite", e, log, rank5=rank5) from None
@@ -56,16 +64,27 @@ def export(request: ExportRequest) -> ExportResult:
     return ExportResult(request.dest, passes=passes, notes=notes)
 
 
-def _name_io_tensors(path) -> None:
+def _takes_keywords(program) -> bool:
+    """True when the program was exported with keyword inputs (the capture stage's programs)."""
+    example = getattr(program, "example_inputs", None)
+    return not example or bool(example[1])
+
+
+def _name_io_tensors(path, input_names=None, output_names=None) -> None:
     """Give the graph's input and output tensors their signature names (``input``, ``logits``)
     instead of the converter's ``serving_default_input``/``serving_default_logits_output``, so
     that every format of a bundle uses the same names. Only names change (same ops, same
-    buffers; the schema keeps buffers 16-byte aligned)."""
+    buffers; the schema keeps buffers 16-byte aligned). ``input_names``/``output_names``
+    replace positional signature names (``args_0``, ``output_0``), in order."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(path))
     changed = False
     for sig in model.signatureDefs or []:
+        for entries, names in ((sig.inputs, input_names), (sig.outputs, output_names)):
+            if names and entries and len(entries) == len(names):
+                for t, name in zip(_positional_order(entries), names):
+                    t.name, changed = name, True
         graph = model.subgraphs[sig.subgraphIndex]
         for t in [*(sig.inputs or []), *(sig.outputs or [])]:
             if graph.tensors[t.tensorIndex].name != t.name:
@@ -75,6 +94,15 @@ def _name_io_tensors(path) -> None:
         tmp = path.with_name(path.name + ".named")
         flatbuffer_utils.write_model(model, str(tmp))
         os.replace(tmp, path)
+
+
+def _positional_order(entries):
+    """Signature entries by their position (``args_10`` after ``args_9``)."""
+    def key(t):
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        tail = name.rsplit("_", 1)[-1]
+        return (0, int(tail)) if tail.isdigit() else (1, name)
+    return sorted(entries, key=key)
 
 
 def _fp16_weights(path) -> None:

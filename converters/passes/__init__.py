@@ -56,7 +56,7 @@ PASSES: dict[str, PassSpec] = {
     "hardswish_decompose": PassSpec(_P + "hardswish_decompose", "program"),
     "approx_gelu_tanh": PassSpec(_P + "approx_gelu_tanh", "program"),
     "prelu_restore": PassSpec(_P + "prelu_restore", "tflite"),
-    "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "tflite"),
+    "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "program"),
 }
 
 

@@ -81,10 +81,14 @@ def _gather_box(base: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, np.n
     rel = []
     for d, c in enumerate(coords):
         lo, hi = int(c.min()), int(c.max())
-        if lo != 0 or hi != shape[d] - 1:
-            sub = aten.slice.Tensor(sub, d, lo, hi + 1)
-            new_shape[d] = hi - lo + 1
-        rel.append(c - lo)
+        u = np.unique(c)
+        step = int(u[1] - u[0]) if u.size > 1 else 1
+        if u.size < 2 or not np.array_equal(u, np.arange(lo, hi + 1, step)):
+            step = 1
+        if lo != 0 or hi != shape[d] - 1 or step > 1:
+            sub = aten.slice.Tensor(sub, d, lo, hi + 1, step)
+            new_shape[d] = (hi - lo) // step + 1
+        rel.append((c - lo) // step)
     flat = np.ravel_multi_index(tuple(rel), tuple(new_shape)) if rel else np.zeros(1, np.int64)
     return sub, flat.reshape(idx.shape)
 
@@ -235,12 +239,16 @@ def view_index(target: Any, idx: np.ndarray, *args: Any, **kwargs: Any) -> np.nd
 
 
 class View:
-    """A lazy view: ``base`` read through ``idx`` (flat base positions, logical shape)."""
+    """A lazy view: ``base`` read through ``idx`` (flat base positions, logical shape).
 
-    __slots__ = ("base", "idx", "_value")
+    ``ops`` records the view ops that made it from ``base``; when :func:`gather_as` cannot
+    express ``idx`` (rare: e.g. a strided slice after a transpose), :meth:`materialize` replays
+    them, so an unusual view costs its original ops instead of failing the rewrite."""
 
-    def __init__(self, base: torch.Tensor, idx: np.ndarray):
-        self.base, self.idx, self._value = base, idx, None
+    __slots__ = ("base", "idx", "ops", "_value", "_frames")
+
+    def __init__(self, base: torch.Tensor, idx: np.ndarray, ops: tuple = ()):
+        self.base, self.idx, self.ops, self._value, self._frames = base, idx, ops, None, None
 
     @classmethod
     def of(cls, x: "torch.Tensor | View") -> "View":
@@ -256,11 +264,20 @@ class View:
         return self.idx.ndim
 
     def apply(self, target: Any, *args: Any, **kwargs: Any) -> "View":
-        return View(self.base, view_index(target, self.idx, *args, **kwargs))
+        return View(self.base, view_index(target, self.idx, *args, **kwargs), self.ops + ((target, args, kwargs),))
+
+    def replay(self) -> torch.Tensor:
+        x = self.base
+        for target, args, kwargs in self.ops:
+            x = target(x, *args, **kwargs)
+        return x
 
     def materialize(self) -> torch.Tensor:
         if self._value is None:  # once per view, however many ops read it
-            self._value = gather_as(self.base, self.idx)
+            try:
+                self._value = gather_as(self.base, self.idx)
+            except ConversionError:
+                self._value = self.replay()
         return self._value
 
 
@@ -268,7 +285,8 @@ def folded(x4: torch.Tensor) -> View:
     """The logical ``(1, C, T, H, W)`` tensor stored as frames in batch ``x4 = (T, C, H, W)``."""
     t, c, h, w = x4.shape
     idx = np.arange(t * c * h * w, dtype=np.int64).reshape(t, c, h, w).transpose(1, 0, 2, 3)[None]
-    return View(x4, np.ascontiguousarray(idx))
+    return View(x4, np.ascontiguousarray(idx), ((aten.permute.default, ([1, 0, 2, 3],), {}),
+                                                (aten.unsqueeze.default, (0,), {})))
 
 
 def frames(x: "torch.Tensor | View", shape5: Sequence[int] | None = None) -> torch.Tensor:
@@ -276,12 +294,24 @@ def frames(x: "torch.Tensor | View", shape5: Sequence[int] | None = None) -> tor
     already stored that way). ``shape5`` broadcasts a lower-rank tensor to rank 5 first (leading
     ones), e.g. a ``(1, C, 1, 1, 1)`` scale becomes ``(1, C, 1, 1)``."""
     v = View.of(x)
+    if v._frames is None:  # once per view: every consumer shares the same frames tensor
+        v._frames = _frames(v, shape5)
+    return v._frames
+
+
+def _frames(v: View, shape5: Sequence[int] | None) -> torch.Tensor:
     idx = v.idx
     if shape5 is not None and idx.ndim < 5:
         idx = idx.reshape((1,) * (5 - idx.ndim) + idx.shape)
     if idx.ndim != 5 or idx.shape[0] != 1:
         raise ConversionError("rewrite", f"expected a (1, C, T, H, W) tensor, got {list(idx.shape)}")
-    return gather_as(v.base, np.ascontiguousarray(idx[0].transpose(1, 0, 2, 3)))
+    try:
+        return gather_as(v.base, np.ascontiguousarray(idx[0].transpose(1, 0, 2, 3)))
+    except ConversionError:  # an unusual view: run its own ops, then fold the result
+        x = v.replay()
+        if x.dim() < 5:
+            x = aten.reshape.default(x, list(idx.shape))
+        return aten.permute.default(aten.squeeze.dim(x, 0), [1, 0, 2, 3])
 
 
 # ------------------------------------------------------------------------------- re-tracing
@@ -337,6 +367,7 @@ class Retracer(torch.fx.Interpreter):
         self.holder = nn.Module()
         self._const_names: dict[str, str] = {}
         self.layouts: dict[str, dict] = {"inputs": {}, "outputs": {}}
+        self.cache: dict[Any, Any] = {}  # per run: tensors a pass shares between nodes
         self.user_inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
 
     # -- constants ------------------------------------------------------------------------------
@@ -425,6 +456,7 @@ class Retracer(torch.fx.Interpreter):
                 self.consts = retracer.holder
 
             def run(self, *xs: torch.Tensor) -> Any:
+                retracer.cache.clear()
                 out = retracer.run(*xs, enable_io_processing=False)
                 return out[0] if len(out) == 1 else out
 

@@ -90,7 +90,7 @@ class _Rewrite(_fx.Retracer):
             y = aten.reshape.default(aten.conv2d.default(x4, w4, b4), [b_, w.shape[0], s])
             self.done += 1
             idx = np.arange(y.numel(), dtype=np.int64).reshape(tuple(y.shape))
-            return View(y, np.ascontiguousarray(np.swapaxes(idx, -1, -2)))  # token-major, lazily
+            return View(y, np.ascontiguousarray(np.swapaxes(idx, -1, -2)), ((aten.transpose.int, (-1, -2), {}),))
         return NotImplemented
 
 

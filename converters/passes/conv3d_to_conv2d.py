@@ -96,7 +96,13 @@ def lower_frames(rt: "_fx.Retracer", key: str, x4: torch.Tensor, weight: Any, bi
     spatial = dict(stride=[sh, sw], padding=[ph, pw], dilation=[dh, dw], groups=groups)
     if groups == 1 or kt == 1:
         w2 = rt.const(key + ".w2d", lambda: w.permute(0, 2, 1, 3, 4).reshape(o, -1, kh, kw))
-        inp = slices[0] if kt == 1 else torch.cat(slices, dim=1)
+        if kt == 1:
+            inp = slices[0]
+        else:  # convs reading the same frames (e.g. split by pixel_shuffle_3d_to_4d) share one concat
+            ck = ("conv3d_slices", id(x4), kt, dt, st, pt)
+            if ck not in rt.cache:
+                rt.cache[ck] = (x4, torch.cat(slices, dim=1))  # x4 kept alive so its id stays unique
+            inp = rt.cache[ck][1]
         return aten.conv2d.default(inp, w2, bias_c, **spatial)
     y = None
     for tau, s in enumerate(slices):
@@ -114,7 +120,8 @@ class _Local(_fx.Retracer):
         if a is None or a["in_shape"][0] != 1 or _weight_reason(node, a):
             return NotImplemented
         x4 = _fx.frames(self.resolve_attrs(args[0]))
-        y4 = lower_frames(self, node.name, x4, args[1], args[2], a["stride"], a["padding"], a["dilation"], a["groups"])
+        bias = args[2] if len(args) > 2 else kwargs.get("bias")
+        y4 = lower_frames(self, node.name, x4, args[1], bias, a["stride"], a["padding"], a["dilation"], a["groups"])
         return _fx.folded(y4)
 
 

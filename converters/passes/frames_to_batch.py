@@ -9,8 +9,8 @@ nothing above rank 4 is left. Per op:
 - reductions and ``cat`` map dimensions (C → 1, T → 0, H → 2, W → 3): the causal first-frame
   padding ``cat([x[:, :, :1]] * 2 + [x], dim=2)`` becomes a concat of frame slices on dim 0;
 - Conv3d → Conv2d on shifted frame slices (:mod:`.conv3d_to_conv2d`), nearest 3-D upsampling →
-  frame repeat + 2-D nearest (:mod:`.upsample_nearest_native`), GroupNorm on the clip →
-  rank-3 statistics (:func:`.groupnorm_decompose.group_norm_frames`);
+  frame repeat + 2-D nearest (:mod:`.upsample_nearest_native`), GroupNorm on the clip → means
+  over the frames' dims (0, 2, 3) and 1×1 convs (:func:`.groupnorm_decompose.group_norm_pooled`);
 - view chains (view/reshape/permute/transpose/slice/pixel_shuffle, any rank) are simulated on
   index arrays and emitted at their consumer as the cheapest reshape/permute of rank ≤ 4
   (:func:`._fx.gather_as`). A per-frame ``(N·T, C, H, W)`` view — how per-frame norms and
@@ -36,7 +36,7 @@ from edgekit.converters.passes import _fx
 from edgekit.converters.passes._fx import View, aten, folded, frames
 from edgekit.converters.passes.conv3d_to_conv2d import conv3d_args
 from edgekit.converters.passes.conv3d_to_conv2d import lower_frames as conv_frames
-from edgekit.converters.passes.groupnorm_decompose import GROUP_NORM_OPS, group_norm_frames, norm_args
+from edgekit.converters.passes.groupnorm_decompose import GROUP_NORM_OPS, group_norm_pooled, norm_args
 from edgekit.converters.passes.upsample_nearest_native import UPSAMPLE3D_OPS, factors
 from edgekit.converters.passes.upsample_nearest_native import lower_frames as upsample_frames
 
@@ -103,15 +103,16 @@ class _Frames(_fx.Retracer):
             if dim == 0 or not all(_is5(x) for x in args[0]):
                 return NotImplemented
             return folded(torch.cat([frames(x) for x in args[0]], dim=_DIM[dim]))
-        if (a := conv3d_args(node)) is not None and _fx.Attr in (type(args[1]),):
-            if a["bias"] is None or isinstance(args[2], _fx.Attr):
-                return folded(conv_frames(self, node.name, frames(args[0]), args[1], args[2], a["stride"],
+        if (a := conv3d_args(node)) is not None and isinstance(args[1], _fx.Attr):
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if bias is None or isinstance(bias, _fx.Attr):
+                return folded(conv_frames(self, node.name, frames(args[0]), args[1], bias, a["stride"],
                                           a["padding"], a["dilation"], a["groups"]))
         if t in UPSAMPLE3D_OPS and not isinstance(f := factors(node), str):
             return folded(upsample_frames(frames(args[0]), *f))
         if t in GROUP_NORM_OPS and _is5(args[0]):
-            groups, w, b, eps = norm_args(self, node, args, kwargs, 4)
-            return folded(group_norm_frames(frames(args[0]), groups, w, b, eps))
+            avg, w, b, eps = norm_args(self, node, args, kwargs, 4)  # the clip's stats: frames' dims 0, 2, 3
+            return folded(group_norm_pooled(frames(args[0]), avg, w, b, eps, [0, 2, 3]))
         return NotImplemented
 
     def _pointwise(self, t: Any, args: tuple, kwargs: dict) -> Any:

@@ -14,11 +14,14 @@ The pass then solves for ``(st, s, offset)`` and a channel permutation ``π`` su
 
     out₄ = pixel_shuffle(reshape(y₄[:, π], (T·st, K/st, H, W)), s)[offset : offset + T']
 
-``π`` is applied to the conv's output channels (its weight and bias rows), so it costs nothing;
-the reshape puts the temporal sub-index slowest in the channels, which is why it needs no
-transpose once frames are in the batch; ``pixel_shuffle`` becomes DEPTH_TO_SPACE (2-D pass);
-``offset`` is the causal crop of the first ``st − 1`` frames when it is part of the chain.
-Written back in 5-D terms (``transpose(1, 2)`` + reshape, which ``frames_to_batch`` turns into
+and emits it without the reshape, which reads channels across frames (a TRANSPOSE on a
+channels-last backend): the conv is split into ``st`` convs, one per temporal phase τ (rows
+``π[τ·K/st … (τ+1)·K/st − 1]`` of its weight: free, same MACs), each followed by its own
+per-frame ``pixel_shuffle`` (DEPTH_TO_SPACE after the 2-D pass permutes that conv's channels),
+and output frame ``f = t·st + τ`` is frame ``t`` of phase τ: ``T'`` one-frame slices and one
+concat on the batch dimension (frames in batch), the causal crop of the first ``st − 1`` frames
+being frames never sliced. No reshape of the big tensor, no transpose in either layout.
+Written in 5-D terms (``transpose(1, 2)`` + reshape, which ``frames_to_batch`` folds into
 nothing) so the graph stays valid on its own. Any other reordering is left alone (reason
 reported).
 """
@@ -122,7 +125,7 @@ def find_shuffles(program_or_gm: Any) -> tuple[list[Shuffle], str | None]:
 
 
 class _Rewrite(_fx.Retracer):
-    def __init__(self, program: torch.export.ExportedProgram, shuffles: list[Shuffle]):
+    def __init__(self, program: torch.export.ExportedProgram):
         super().__init__(program)
         gm_shuffles, _ = find_shuffles(self.module)  # same graph, this module's node objects
         self.by_conv = {sh.conv.name: sh for sh in gm_shuffles}
@@ -135,27 +138,34 @@ class _Rewrite(_fx.Retracer):
             sh = self.by_conv[node.name]
             a = conv3d_args(node)
             w = self.concrete(args[1])
-            b = self.concrete(args[2]) if a["bias"] is not None else None
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            b = self.concrete(bias) if bias is not None else None
             perm = torch.from_numpy(sh.perm)
-            wp = self.const(node.name + ".wperm", lambda: w[perm])
-            bp = self.const(node.name + ".bperm", lambda: b[perm]) if b is not None else None
-            y = aten.conv3d.default(self.resolve(args[0]), wp, bp, a["stride"], a["padding"], a["dilation"], a["groups"])
-            self.conv_out[node.name] = y
-            return y
+            x = self.resolve(args[0])
+            k = len(sh.perm) // sh.st
+            outs = []
+            for tau in range(sh.st):  # one conv per temporal phase τ: its channels τ·K/st … (τ+1)·K/st − 1
+                rows = perm[tau * k:(tau + 1) * k]
+                wp = self.const(f"{node.name}.w.phase{tau}", lambda rows=rows: w[rows])
+                bp = self.const(f"{node.name}.b.phase{tau}", lambda rows=rows: b[rows]) if b is not None else None
+                outs.append(aten.conv3d.default(x, wp, bp, a["stride"], a["padding"], a["dilation"], a["groups"]))
+            self.conv_out[node.name] = outs
+            return None
         if node.name in self.inner:
             return None
         if node.name in self.by_end:
             sh = self.by_end[node.name]
-            y = self.conv_out[sh.conv.name]
-            _, k, t, h, w = y.shape
-            x = aten.reshape.default(aten.transpose.int(y, 1, 2), [t * sh.st, k // sh.st, h, w])
-            if sh.s > 1:
-                x = aten.pixel_shuffle.default(x, sh.s)
+            phases = []
+            for y in self.conv_out[sh.conv.name]:
+                _, k, t, h, w = y.shape
+                x = aten.reshape.default(aten.transpose.int(y, 1, 2), [t, k, h, w])  # frames of phase τ
+                phases.append(aten.pixel_shuffle.default(x, sh.s) if sh.s > 1 else x)
+            # output frame f = t·st + τ is frame t of phase τ; the causal crop just skips frames
+            frames = [aten.slice.Tensor(phases[f % sh.st], 0, f // sh.st, f // sh.st + 1)
+                      for f in range(sh.offset, sh.offset + sh.frames)]
+            x = torch.cat(frames, dim=0) if len(frames) > 1 else frames[0]
             f, c, ho, wo = x.shape
-            x = aten.transpose.int(aten.reshape.default(x, [1, f, c, ho, wo]), 1, 2)
-            if sh.offset or sh.frames != f:
-                x = aten.slice.Tensor(x, 2, sh.offset, sh.offset + sh.frames)
-            return x
+            return aten.transpose.int(aten.reshape.default(x, [1, f, c, ho, wo]), 1, 2)
         return NotImplemented
 
 
@@ -175,4 +185,4 @@ def check(program: torch.export.ExportedProgram) -> str | None:
 
 
 def rewrite(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    return _Rewrite(program, []).export()
+    return _Rewrite(program).export()

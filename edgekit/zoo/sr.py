@@ -332,10 +332,42 @@ _SESR_PAPER = "Bhardwaj et al. 2022, Collapsible Linear Blocks for Super-Efficie
 # Filled in from edgekit/zoo/weights/<name>.json, which `python -m edgekit.zoo.train_sr` writes
 # next to the weights; tests/zoo/test_sr.py checks that card, JSON and file agree.
 _TRAINED: dict[str, dict] = {
-    "espcn_x2": dict(weights=None, weights_sha256=None, metrics={}),
-    "quicksrnet_small_x2": dict(weights=None, weights_sha256=None, metrics={}),
-    "quicksrnet_medium_x2": dict(weights=None, weights_sha256=None, metrics={}),
-    "sesr_m5_x2": dict(weights=None, weights_sha256=None, metrics={}),
+    "espcn_x2": dict(
+        weights="espcn_x2.safetensors",
+        weights_sha256="5b315d18a609205eae61277afc76f5e8e847568e41bc36336364b7f7485513e3",
+        metrics={
+            "psnr_rgb": 29.909, "ssim_rgb": 0.9156, "psnr_y": 31.493, "ssim_y": 0.9295,
+            "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
+            "gain_rgb_db": 0.965, "gain_y_db": 1.012, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "lr": "pil-bicubic", "border": 2,
+        }),
+    "quicksrnet_small_x2": dict(
+        weights="quicksrnet_small_x2.safetensors",
+        weights_sha256="6d7a07180a636f46f5e334d18be813d059c49999539a0784b1090ff6c73f6b21",
+        metrics={
+            "psnr_rgb": 30.187, "ssim_rgb": 0.9161, "psnr_y": 31.949, "ssim_y": 0.9336,
+            "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
+            "gain_rgb_db": 1.242, "gain_y_db": 1.468, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "lr": "pil-bicubic", "border": 2,
+        }),
+    "quicksrnet_medium_x2": dict(
+        weights="quicksrnet_medium_x2.safetensors",
+        weights_sha256="f968318dac6d38760b982974ac18e5cf259f0cfc6128da8a7a742ccdc1cb7aa8",
+        metrics={
+            "psnr_rgb": 29.974, "ssim_rgb": 0.9118, "psnr_y": 31.779, "ssim_y": 0.93,
+            "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
+            "gain_rgb_db": 1.03, "gain_y_db": 1.298, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "lr": "pil-bicubic", "border": 2,
+        }),
+    "sesr_m5_x2": dict(
+        weights="sesr_m5_x2.safetensors",
+        weights_sha256="84271ff08602019e90a905e25caec9ea674fec96e364d5e92ff7b14b00f7635c",
+        metrics={
+            "psnr_rgb": 30.805, "ssim_rgb": 0.9281, "psnr_y": 32.486, "ssim_y": 0.9403,
+            "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
+            "gain_rgb_db": 1.861, "gain_y_db": 2.005, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "lr": "pil-bicubic", "border": 2,
+        }),
 }
 
 

@@ -301,7 +301,23 @@ class PatchSampler:
             crop = torch.rot90(crop, k, dims=(2, 3))
         if self.rng.random() < 0.5:
             crop = torch.flip(crop, dims=(3,))
-        return crop
+        return self._colour_jitter(crop)
+
+    def _colour_jitter(self, crop):
+        """Random channel order, saturation ×[0.5, 1.6] and, half the time, a per-channel tint.
+        Without it a net learns the colour statistics of a dozen photos (and, from the greyscale
+        ones, that R=G=B) and shifts saturated colours it never saw — a green circuit board came
+        out teal, 6 dB below bicubic."""
+        import torch
+
+        crop = crop[:, torch.from_numpy(self.rng.permutation(3))]
+        luma = (crop * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        crop = luma + float(self.rng.uniform(0.5, 1.6)) * (crop - luma)
+        if self.rng.random() < 0.5:
+            gain = torch.from_numpy(self.rng.uniform(0.6, 1.0, 3).astype(np.float32))
+            offset = torch.from_numpy(self.rng.uniform(0.0, 1.0, 3).astype(np.float32)) * (1 - gain)
+            crop = crop * gain.view(1, 3, 1, 1) + offset.view(1, 3, 1, 1)
+        return crop.clamp_(0.0, 1.0)
 
     def _degrade(self, hr):
         import torch

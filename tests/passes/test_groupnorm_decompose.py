@@ -31,7 +31,9 @@ def test_decomposes_and_matches(model, shape):
     out = groupnorm_decompose.rewrite(ep)
     after = ops(out)
     assert before[GN] == 1 and GN not in after, after
-    assert after["aten.rsqrt.default"] == 1
+    assert after["aten.rsqrt.default"] == 1 and after["aten.mean.dim"] == 2
+    # no reshape: a channels-last backend would wrap an (N, G, -1) view in two TRANSPOSEs
+    assert "aten.reshape.default" not in after and "aten.view.default" not in after, after
     # a 4-D norm needs no tensor above rank 4; a 5-D one stays ≤ its input rank (frames_to_batch folds it)
     assert _fx.max_rank(out) <= len(shape)
     want = model.eval()(x)
@@ -58,6 +60,21 @@ def test_clip_norm_folded_directly_by_frames_to_batch():
     model = ClipGroupNorm(8, 2)
     out = frames_to_batch.rewrite(export(model, x))
     assert GN not in ops(out) and _fx.max_rank(out) <= 4
+    assert_close(run_source_layout(out, x), model(x))
+
+
+def test_group_average_weight():
+    a = groupnorm_decompose.group_average(6, 2, 4)
+    assert a.shape == (6, 6, 1, 1)
+    assert torch.equal(a[:, :, 0, 0].sum(1), torch.ones(6))
+    assert a[0, 2, 0, 0] == 1 / 3 and a[0, 3, 0, 0] == 0
+
+
+def test_one_channel_per_group_needs_no_conv():
+    model = torch.nn.GroupNorm(8, 8).eval()
+    x = latent((2, 8, 4, 4))
+    out = groupnorm_decompose.rewrite(export(model, x))
+    assert "aten.conv2d.default" not in ops(out)
     assert_close(run_source_layout(out, x), model(x))
 
 

@@ -31,8 +31,9 @@ def test_rewritten_exact_and_transpose_free(name):
     assert pixel_shuffle_3d_to_4d.check(ep) is None
     out = pixel_shuffle_3d_to_4d.rewrite(ep)
     (found,) = pixel_shuffle_3d_to_4d.find_shuffles(ep.module())[0]
-    s = found.s
-    assert ops(out).get(PS, 0) == (1 if s > 1 else 0)
+    st, s = found.st, found.s
+    assert ops(out).get(PS, 0) == (st if s > 1 else 0)  # one per temporal phase
+    assert ops(out)["aten.conv3d.default"] == st
     assert _fx.max_rank(out) <= 5, "the rank-6/8 views are gone"
     with torch.no_grad():
         want = model(x)
@@ -41,6 +42,8 @@ def test_rewritten_exact_and_transpose_free(name):
         after = ops(folded)
         assert _fx.max_rank(folded) <= 4
         assert "aten.permute.default" not in after and "aten.transpose.int" not in after, after
+        # the only reshapes left are of the conv weights' frames, never across channels and frames
+        assert after.get("aten.reshape.default", 0) == 0, after
         assert_close(run_source_layout(folded, x), want, what=name + "/folded")
         assert_close(run_source_layout(folded, x * 100), model(x * 100), what=name + "/x100")
 

@@ -1,0 +1,104 @@
+"""pixel_shuffle_to_depth_to_space: conv → pixel_shuffle becomes conv (channels permuted CRD → DCR)
+→ edgekit.depth_to_space, exact, and each format emits its native depth-to-space op."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgekit.converters.passes import _fx2d
+from edgekit.converters.passes import pixel_shuffle_to_depth_to_space as P
+from _models2d import ConvShuffle, GroupedShuffle, ShuffleNoConv, assert_close, export, ops, run, tflite_ops
+
+PS, D2S = "aten.pixel_shuffle.default", "edgekit.depth_to_space.default"
+
+
+def test_dcr_permutation_matches_the_definition():
+    """new (i·r+j)·C+c reads old c·r²+i·r+j, and the op is DCR depth-to-space."""
+    c, r = 3, 2
+    perm = _fx2d.dcr_channel_perm(c * r * r, r)
+    for i in range(r):
+        for j in range(r):
+            for ch in range(c):
+                assert perm[(i * r + j) * c + ch] == ch * r * r + i * r + j
+    x = torch.arange(1 * 12 * 2 * 2, dtype=torch.float32).reshape(1, 12, 2, 2)
+    out = torch.ops.edgekit.depth_to_space(x, 2)
+    for i in range(2):
+        for j in range(2):
+            for ch in range(3):
+                assert torch.equal(out[0, ch, i::2, j::2], x[0, (i * 2 + j) * 3 + ch])
+    assert torch.equal(torch.ops.edgekit.depth_to_space(x[:, perm], 2), torch.nn.functional.pixel_shuffle(x, 2))
+
+
+@pytest.mark.parametrize("stages,r,act", [(1, 2, True), (2, 2, True), (1, 3, False), (1, 4, True)])
+def test_rewrite_is_exact(stages, r, act):
+    torch.manual_seed(stages * 10 + r)
+    model = ConvShuffle(c=3, r=r, stages=stages, act=act).eval()
+    x = torch.randn(1, 3, 6, 5)
+    ep = export(model, x)
+    assert P.check(ep) is None
+    out = P.rewrite(ep)
+    before, after = ops(ep), ops(out)
+    assert before[PS] == stages and after[PS] == 0
+    assert after[D2S] == stages and after["aten.conv2d.default"] == before["aten.conv2d.default"]
+    assert set(after) <= set(before) | {D2S}, after  # no gather/index op: the permutation is in the weights
+    with torch.no_grad():
+        for inp in (x, x * 1e3, torch.zeros_like(x), torch.full_like(x, -7.0)):
+            assert_close(run(out, inp), model(inp), tol=0.0, what=f"stages={stages} r={r}")  # bit-identical
+
+
+def test_input_program_is_not_mutated():
+    model = ConvShuffle().eval()
+    ep = export(model, torch.randn(1, 3, 4, 4))
+    before = ops(ep)
+    P.rewrite(ep)
+    assert ops(ep) == before
+
+
+@pytest.mark.parametrize("model,reason", [(ShuffleNoConv(), "not produced by a conv2d"),
+                                          (GroupedShuffle(), "grouped"),
+                                          (torch.nn.Conv2d(3, 3, 1), "no pixel_shuffle")])
+def test_not_applied_with_reason(model, reason):
+    x = torch.randn(1, 8 if isinstance(model, GroupedShuffle) else 3, 4, 4) if not isinstance(model, ShuffleNoConv) \
+        else torch.randn(1, 12, 4, 4)
+    ep = export(model.eval(), x)
+    why = P.check(ep)
+    assert why is not None and reason in why, why
+
+
+@pytest.fixture(scope="module")
+def two_stage():
+    torch.manual_seed(0)
+    model = ConvShuffle(c=3, r=2, stages=2).eval()
+    x = torch.randn(1, 3, 8, 8)
+    return model, x, P.rewrite(export(model, x))
+
+
+def test_tflite_emits_depth_to_space(two_stage, tmp_path):
+    litert_torch = pytest.importorskip("litert_torch")
+    model, x, out = two_stage
+    _fx2d.register_litert()
+    module = out.module()
+    module.training = False
+    edge = litert_torch.convert(module, (x,))
+    edge.export(str(tmp_path / "m.tflite"))
+    names = tflite_ops(tmp_path / "m.tflite")
+    assert names.count("DEPTH_TO_SPACE") == 2
+    assert names.count("TRANSPOSE") == 2, names  # only the NCHW boundary (nhwc_boundary removes it)
+    assert "RESHAPE" not in names
+    with torch.no_grad():
+        assert_close(np.asarray(edge(x)), model(x), tol=1e-5, what="tflite")
+
+
+def test_onnx_emits_dcr_depth_to_space(two_stage, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model, x, out = two_stage
+    prog = torch.onnx.export(out, (x,), dynamo=True, custom_translation_table=_fx2d.onnx_translations())
+    nodes = [n for n in prog.model.graph]
+    d2s = [n for n in nodes if n.op_type == "DepthToSpace"]
+    assert len(d2s) == 2 and all(n.attributes["mode"].value == "DCR" for n in d2s)
+    assert not any(n.op_type in ("Transpose", "Reshape") for n in nodes)
+    prog.save(str(tmp_path / "m.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        assert_close(got, model(x), tol=1e-5, what="onnx")
