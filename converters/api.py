@@ -214,7 +214,7 @@ def convert(
                 # a CoreML image input is NCHW by definition: that program keeps its boundary
                 skip = [*skip_passes, "nhwc_boundary"] if key == "image" and (target or passes) else skip_passes
                 prog, applied_by_key[key] = run_pipeline(prog, target, passes, skip, not_applied=not_applied)
-                programs[key] = (prog, kw)
+                programs[key] = (prog, _example_kwargs(prog, kw, cap.input_names))
                 io_by_key[key] = prog.graph_module.meta.get("edgekit_io_layouts")
             applied = applied_by_key.get("tensor", next(iter(applied_by_key.values()), []))
             if target or passes:
@@ -427,6 +427,17 @@ def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applie
     return Artifact(path=result.path.name, format=fmt, inputs=inputs, outputs=outputs, target=None,
                     precision=precision, passes=[*applied, *result.passes], source_layouts=source_layouts,
                     extra=extra)
+
+
+def _example_kwargs(program: Any, kwargs: dict, names: Sequence[str]) -> dict:
+    """The exporters' example inputs for a (possibly rewritten) program: the captured ones where
+    the program still takes that shape, else the program's own (a pass changed the boundary)."""
+    if program is None or not getattr(program, "example_inputs", None):
+        return kwargs
+    args, kw = program.example_inputs
+    own = dict(kw) if kw else dict(zip(names, args))
+    return {n: (kwargs[n] if n in kwargs and n in own and tuple(kwargs[n].shape) == tuple(own[n].shape) else own.get(n, kwargs.get(n)))
+            for n in names}
 
 
 def _seed_layouts(program: Any, cap: Any, fold: Any) -> None:

@@ -235,6 +235,7 @@ def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is as readable as any file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -257,6 +258,7 @@ def staging_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise UsageError("output folder is not empty", where=out, hint="pass --force to replace it, or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the finished bundle is an ordinary folder
     try:
         yield tmp
     except BaseException:
@@ -275,6 +277,12 @@ def staging_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise EdgekitError(f"could not move the finished bundle into place ({e})", where=out) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

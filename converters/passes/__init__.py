@@ -55,7 +55,7 @@ PASSES: dict[str, PassSpec] = {
     "pixel_shuffle_to_transpose_conv": PassSpec(_P + "pixel_shuffle_to_transpose_conv", "program"),
     "hardswish_decompose": PassSpec(_P + "hardswish_decompose", "program"),
     "approx_gelu_tanh": PassSpec(_P + "approx_gelu_tanh", "program"),
-    "prelu_restore": PassSpec(_P + "prelu_restore", "tflite"),
+    "prelu_restore": PassSpec(_P + "prelu_restore", "program"),
     "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "program"),
 }
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 
 from edgekit.errors import ConversionError
 
@@ -385,7 +386,9 @@ class Retracer(torch.fx.Interpreter):
         if name is None:
             name = f"c{len(self._const_names)}_" + "".join(ch if ch.isalnum() else "_" for ch in key)[-60:]
             self._const_names[key] = name
-            self.holder.register_buffer(name, make().detach().clone().contiguous())
+            with unset_fake_temporarily(), torch.no_grad():  # real weights, even during the dry run
+                value = make().detach().clone().contiguous()
+            self.holder.register_buffer(name, value)
         return getattr(self.holder, name)
 
     def input_name(self, node: torch.fx.Node) -> str:
@@ -444,6 +447,18 @@ class Retracer(torch.fx.Interpreter):
             return out
         return super().run_node(n)
 
+    def dry_run(self, fn: Callable[..., Any] | None = None, args: Sequence[torch.Tensor] | None = None) -> Any:
+        """Run the rewrite once on fake tensors (shapes only: seconds even where eager Conv3d would
+        take minutes), creating the constants the rewrite needs from the real weights."""
+        if args is None:
+            args = example_inputs(self.program)
+        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            fake = [mode.from_tensor(a) for a in args]
+            if fn is None:
+                self.cache.clear()
+                return self.run(*fake, enable_io_processing=False)
+            return fn(*fake)
+
     def export(self) -> torch.export.ExportedProgram:
         """The rewritten program (input names kept; layouts recorded in graph_module.meta)."""
         shapes = [self.input_shape(n) for n in self.user_inputs]
@@ -471,9 +486,7 @@ class Retracer(torch.fx.Interpreter):
             args.append(torch.randn(shape, generator=g, dtype=val.dtype) if val.dtype.is_floating_point
                         else torch.zeros(shape, dtype=val.dtype))
         mod = Rewritten().eval()
-        # constants are created lazily on the first (eager) run; export sees a fixed module
-        with torch.no_grad():
-            mod(*args)
+        self.dry_run(mod, args)  # creates the constants; export then sees a fixed module
         ep = torch.export.export(mod, tuple(args))
         meta = dict(self.program.graph_module.meta.get(LAYOUT_META) or {"inputs": {}, "outputs": {}})
         for side in ("inputs", "outputs"):

@@ -1,5 +1,5 @@
-"""Shared pieces of the 2-D rewrite passes: the ``edgekit::depth_to_space`` op and how each
-exporter lowers it.
+"""Shared pieces of the 2-D rewrite passes: the ``edgekit::depth_to_space`` and ``edgekit::prelu``
+ops and how each exporter lowers them.
 
 ``torch.ops.edgekit.depth_to_space(x, block_size)`` is depth-to-space in **DCR** order on an
 NCHW tensor (TFLite's ``DEPTH_TO_SPACE``, ONNX ``DepthToSpace(mode="DCR")``)::
@@ -19,6 +19,11 @@ what lets every exporter emit its native op:
 - ONNX: a custom translation to ``DepthToSpace(blocksize=r, mode="DCR")``.
 - CoreML: decomposed to the exact reshape/permute chain before ``coremltools`` sees it.
 
+``torch.ops.edgekit.prelu(x, weight)`` is ``aten.prelu`` kept opaque, because litert-torch
+deliberately splits PReLU into RELU/MUL/SUB; the edgekit op lowers to one TFLite ``PRELU``
+(alpha shaped (1, 1, C) on the NHWC tensor, by the same permute-cancelling decomposition), to
+ONNX ``PRelu`` and back to ``aten.prelu`` for coremltools (which has a native prelu).
+
 :func:`register_litert`, :func:`onnx_translations` and :func:`coreml_decompositions` are what the
 exporters call; importing this module registers the torch op (eager + fake kernels).
 """
@@ -30,7 +35,7 @@ from typing import Any
 import torch
 
 __all__ = ["depth_to_space_nchw", "dcr_channel_perm", "register_litert", "onnx_translations",
-           "coreml_decompositions", "D2S"]
+           "coreml_decompositions", "D2S", "PRELU"]
 
 
 @torch.library.custom_op("edgekit::depth_to_space", mutates_args=())
@@ -60,7 +65,28 @@ def _d2s_nhwc_fake(x: torch.Tensor, block_size: int) -> torch.Tensor:
     return x.new_empty((n, h * r, w * r, c // (r * r)))
 
 
+@torch.library.custom_op("edgekit::prelu", mutates_args=())
+def _prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.prelu.default(x, weight).clone()
+
+
+@_prelu.register_fake
+def _prelu_fake(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("edgekit::prelu_nhwc", mutates_args=())
+def _prelu_nhwc(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    return torch.where(x >= 0, x, x * alpha)
+
+
+@_prelu_nhwc.register_fake
+def _prelu_nhwc_fake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
 D2S = torch.ops.edgekit.depth_to_space.default
+PRELU = torch.ops.edgekit.prelu.default
 
 
 def depth_to_space_nchw(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -98,6 +124,19 @@ def register_litert() -> None:
 
     fx_infra.decomp.add_pre_convert_decomp(D2S, decomp)
 
+    def prelu_decomp(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:  # PRELU broadcasts alpha from the last axis; only 4-D NCHW is moved
+            return torch.relu(x) - weight.reshape(-1, *([1] * (x.dim() - 2))) * torch.relu(-x)
+        alpha = weight.reshape(1, 1, -1)  # (1, 1, C): broadcast over N, H, W of NHWC
+        return torch.ops.edgekit.prelu_nhwc(x.permute(0, 2, 3, 1), alpha).permute(0, 3, 1, 2)
+
+    fx_infra.decomp.add_pre_convert_decomp(PRELU, prelu_decomp)
+
+    @registry.lower(torch.ops.edgekit.prelu_nhwc.default)
+    def _lower_prelu(lctx: Any, x: Any, alpha: Any) -> Any:
+        return _ir_operation("tfl.prelu", results=lowering_utils.node_meta_to_ir_types(lctx.node),
+                             operands=[x, alpha])
+
     @registry.lower(torch.ops.edgekit.depth_to_space_nhwc.default)
     def _lower(lctx: Any, x: Any, block_size: int) -> Any:
         return _ir_operation("tfl.depth_to_space", results=lowering_utils.node_meta_to_ir_types(lctx.node),
@@ -114,9 +153,12 @@ def onnx_translations() -> dict:
     def d2s(x: Any, block_size: int) -> Any:
         return op.DepthToSpace(x, blocksize=block_size, mode="DCR")
 
-    return {D2S: d2s}
+    def prelu(x: Any, weight: Any) -> Any:  # ONNX PRelu broadcasts the slope from the right
+        return op.PRelu(x, op.Unsqueeze(weight, op.Constant(value_ints=[1, 2])))
+
+    return {D2S: d2s, PRELU: prelu}
 
 
 def coreml_decompositions() -> dict:
     """Decomposition table for ``ExportedProgram.run_decompositions`` before coremltools."""
-    return {D2S: depth_to_space_nchw}
+    return {D2S: depth_to_space_nchw, PRELU: torch.ops.aten.prelu.default}

@@ -108,7 +108,8 @@ def rewrite(program: torch.export.ExportedProgram) -> torch.export.ExportedProgr
             self.inner = inner
 
         def run(self, *xs: torch.Tensor) -> Any:
-            xs = tuple(x.permute(*_perm(pin[n][1], pin[n][0])) if n in pin else x for n, x in zip(names, xs))
+            # contiguous: a channels-last-strided view would make decompositions emit as_strided gathers
+            xs = tuple(x.permute(*_perm(pin[n][1], pin[n][0])).contiguous() if n in pin else x for n, x in zip(names, xs))
             out = self.inner(**dict(zip(names, xs))) if keywords else self.inner(*xs)
             leaves, spec = pytree.tree_flatten(out)
             leaves = [y.permute(*_perm(pout[i][0], pout[i][1])) if i in pout else y for i, y in enumerate(leaves)]
