@@ -45,6 +45,7 @@ def export(request: ExportRequest) -> ExportResult:
             from edgekit.converters.passes import _fx2d
 
             # ops the rewrite passes emit (edgekit.depth_to_space) become the exact torch ops
+            _fx2d.register_coreml()
             program = request.program.run_decompositions(_fx2d.coreml_decompositions())
             inputs = []
             for i, name in enumerate(request.input_names):

@@ -73,6 +73,13 @@ def factor_permutation(perm: np.ndarray) -> list[tuple[int, int]] | None:
     return axes[::-1]
 
 
+def _distinct(values: np.ndarray, size: int) -> np.ndarray:
+    """The sorted distinct values of non-negative ints below ``size`` (O(n), unlike np.unique)."""
+    seen = np.zeros(size, dtype=bool)
+    seen[values.reshape(-1)] = True
+    return np.flatnonzero(seen)
+
+
 def _gather_box(base: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
     """Slice ``base`` to the box of positions ``idx`` reads; return it and ``idx`` re-based."""
     shape = tuple(base.shape)
@@ -82,7 +89,7 @@ def _gather_box(base: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, np.n
     rel = []
     for d, c in enumerate(coords):
         lo, hi = int(c.min()), int(c.max())
-        u = np.unique(c)
+        u = _distinct(c, shape[d])
         step = int(u[1] - u[0]) if u.size > 1 else 1
         if u.size < 2 or not np.array_equal(u, np.arange(lo, hi + 1, step)):
             step = 1
@@ -115,13 +122,15 @@ def gather_as(base: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
     shape = list(idx.shape)
     if idx.size == 0:
         return aten.reshape.default(aten.slice.Tensor(base.reshape(-1), 0, 0, 0), shape)
+    if idx.size == base.numel() and np.array_equal(idx.reshape(-1), np.arange(idx.size)):
+        return base if list(base.shape) == shape else aten.reshape.default(base, shape)  # same order
     sub, rel = _gather_box(base, idx)
     n = int(np.prod(sub.shape)) if sub.dim() else 1
-    if np.unique(rel).size != n:
+    if _distinct(rel, n).size != n:
         sub, rel = _gather_range(base, idx)
         n = int(np.prod(sub.shape))
-    if np.unique(rel).size != n:
-        raise ConversionError("rewrite", f"a view reads {np.unique(rel).size} of {n} elements (strided); "
+    if (read := _distinct(rel, n).size) != n:
+        raise ConversionError("rewrite", f"a view reads {read} of {n} elements (strided); "
                               "cannot express it with slice/reshape/transpose")
     axes = factor_permutation(rel)
     if axes is None:

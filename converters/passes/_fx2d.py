@@ -17,15 +17,15 @@ what lets every exporter emit its native op:
   ``DEPTH_TO_SPACE``. The permutes cancel against the ones litert-torch puts around its NHWC
   convolutions (the converter folds consecutive transposes), so no TRANSPOSE is left.
 - ONNX: a custom translation to ``DepthToSpace(blocksize=r, mode="DCR")``.
-- CoreML: decomposed to the exact reshape/permute chain before ``coremltools`` sees it.
+- CoreML: MIL ``depth_to_space`` (DCR, NCHW), registered with coremltools' torch frontend.
 
 ``torch.ops.edgekit.prelu(x, weight)`` is ``aten.prelu`` kept opaque, because litert-torch
 deliberately splits PReLU into RELU/MUL/SUB; the edgekit op lowers to one TFLite ``PRELU``
 (alpha shaped (1, 1, C) on the NHWC tensor, by the same permute-cancelling decomposition), to
 ONNX ``PRelu`` and back to ``aten.prelu`` for coremltools (which has a native prelu).
 
-:func:`register_litert`, :func:`onnx_translations` and :func:`coreml_decompositions` are what the
-exporters call; importing this module registers the torch op (eager + fake kernels).
+:func:`register_litert`, :func:`onnx_translations`, :func:`coreml_decompositions` and
+:func:`register_coreml` are what the exporters call; importing this module registers the torch op (eager + fake kernels).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 __all__ = ["depth_to_space_nchw", "dcr_channel_perm", "register_litert", "onnx_translations",
-           "coreml_decompositions", "D2S", "PRELU"]
+           "coreml_decompositions", "register_coreml", "D2S", "PRELU"]
 
 
 @torch.library.custom_op("edgekit::depth_to_space", mutates_args=())
@@ -160,5 +160,29 @@ def onnx_translations() -> dict:
 
 
 def coreml_decompositions() -> dict:
-    """Decomposition table for ``ExportedProgram.run_decompositions`` before coremltools."""
-    return {D2S: depth_to_space_nchw, PRELU: torch.ops.aten.prelu.default}
+    """Decomposition table for ``ExportedProgram.run_decompositions`` before coremltools:
+    ``edgekit.prelu`` back to ``aten.prelu`` (coremltools has a native prelu);
+    ``edgekit.depth_to_space`` stays and is converted by :func:`register_coreml`."""
+    return {PRELU: torch.ops.aten.prelu.default}
+
+
+_COREML_DONE = False
+
+
+def register_coreml() -> None:
+    """Teach coremltools' torch frontend ``edgekit.depth_to_space`` → MIL ``depth_to_space`` (the
+    TensorFlow-style DCR op on NCHW; idempotent)."""
+    global _COREML_DONE
+    if _COREML_DONE:
+        return
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
+
+    def edgekit_depth_to_space(context: Any, node: Any) -> None:
+        x, r = _get_inputs(context, node, expected=2)
+        context.add(mb.depth_to_space(x=x, block_size=int(r.val), name=node.name))
+
+    register_torch_op(edgekit_depth_to_space, torch_alias=["edgekit.depth_to_space", "edgekit::depth_to_space",
+                                                           "depth_to_space"], override=True)
+    _COREML_DONE = True

@@ -140,12 +140,11 @@ class _Rewrite(_fx.Retracer):
             w = self.concrete(args[1])
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
             b = self.concrete(bias) if bias is not None else None
-            perm = torch.from_numpy(sh.perm)
             x = self.resolve(args[0])
             k = len(sh.perm) // sh.st
             outs = []
             for tau in range(sh.st):  # one conv per temporal phase τ: its channels τ·K/st … (τ+1)·K/st − 1
-                rows = perm[tau * k:(tau + 1) * k]
+                rows = sh.perm[tau * k:(tau + 1) * k].tolist()  # plain ints: made into weights outside tracing
                 wp = self.const(f"{node.name}.w.phase{tau}", lambda rows=rows: w[rows])
                 bp = self.const(f"{node.name}.b.phase{tau}", lambda rows=rows: b[rows]) if b is not None else None
                 outs.append(aten.conv3d.default(x, wp, bp, a["stride"], a["padding"], a["dilation"], a["groups"]))

@@ -3,8 +3,9 @@
 Before::
 
     y = conv2d(x, W, b)            # W: (C·r², Cin, k, k)
-    y = relu(y)                     # optional channel-wise pointwise ops
-    z = pixel_shuffle(y, r)         # CRD: z[c, h·r+i, w·r+j] = y[c·r²+i·r+j, h, w]
+    y = relu(y)                     # optional channel-wise pointwise ops, and sums of such
+    z = pixel_shuffle(y, r)         # branches (SESR: tail conv + anchor conv of the input)
+                                    # CRD: z[c, h·r+i, w·r+j] = y[c·r²+i·r+j, h, w]
 
 After::
 
@@ -18,7 +19,8 @@ exports pixel shuffle as a rank-6 reshape/permute (litert-torch: a rank-4 RESHAP
 chain), which NPUs run as memory shuffles or not at all; DCR depth-to-space is TFLite's
 ``DEPTH_TO_SPACE`` and ONNX's ``DepthToSpace(mode="DCR")`` (research/NPU.md rewrite 1).
 Conv output permutation is only exact for ``groups == 1`` (a grouped conv's groups would
-change), and the ops between conv and shuffle must treat channels alike; other shuffles stay.
+change), and the ops between conv and shuffle must treat channels alike (pointwise activations,
+adds of branches that are all permuted the same way); other shuffles stay, with the reason.
 """
 
 from __future__ import annotations
@@ -40,29 +42,44 @@ _CONV = {aten.conv2d.default}
 _SHUFFLE = aten.pixel_shuffle.default
 
 
-def matches(program: torch.export.ExportedProgram) -> tuple[list[tuple[Any, Any, int]], list[str]]:
-    """``([(conv_node, shuffle_node, r)], [why each other shuffle is not taken])``."""
+_ADD = {aten.add.Tensor, aten.sub.Tensor}
+
+
+def _sources(node: Any) -> tuple[list[Any] | None, str | None]:
+    """The convs whose output channels reach ``node`` unmixed: through channel-wise pointwise ops
+    and sums of such branches (SESR adds an anchor conv of the input before its shuffle)."""
+    if not isinstance(node, torch.fx.Node):
+        return None, "its input is not produced by a conv2d"
+    if len(node.users) != 1:
+        return None, f"{node.name} has other users"
+    if node.target in _CONV:
+        if (node.args[6] if len(node.args) > 6 else 1) != 1:
+            return None, f"conv {node.name} is grouped"
+        return [node], None
+    if node.target in _POINTWISE:
+        return _sources(node.args[0])
+    if node.target in _ADD and len(node.args) == 2 and all(isinstance(a, torch.fx.Node) for a in node.args) \
+            and node.kwargs.get("alpha", 1) == 1:
+        a, why = _sources(node.args[0])
+        b, why_b = _sources(node.args[1])
+        return (a + b, None) if a and b else (None, why or why_b)
+    return None, "its input is not produced by a conv2d"
+
+
+def matches(program: torch.export.ExportedProgram) -> tuple[list[tuple[list[Any], Any, int]], list[str]]:
+    """``([(source convs, shuffle_node, r)], [why each other shuffle is not taken])``."""
     found, skipped = [], []
     for node in program.graph_module.graph.nodes:
         if node.op != "call_function" or node.target != _SHUFFLE:
             continue
         r = int(node.args[1])
-        src = node.args[0]
-        while isinstance(src, torch.fx.Node) and src.target in _POINTWISE and len(src.users) == 1:
-            src = src.args[0]
-        why = None
-        if not (isinstance(src, torch.fx.Node) and src.target in _CONV):
-            why = f"{node.name}: its input is not produced by a conv2d"
-        elif len(src.users) != 1:
-            why = f"{node.name}: conv {src.name} has other users"
-        elif (src.args[6] if len(src.args) > 6 else 1) != 1:
-            why = f"{node.name}: conv {src.name} is grouped"
-        elif r < 2:
-            why = f"{node.name}: block size {r} < 2"
-        if why:
-            skipped.append(why)
+        convs, why = _sources(node.args[0])
+        if r < 2:
+            why = f"block size {r} < 2"
+        if convs and not why:
+            found.append((convs, node, r))
         else:
-            found.append((src, node, r))
+            skipped.append(f"{node.name}: {why}")
     return found, skipped
 
 
@@ -79,13 +96,13 @@ class _Rewriter(_fx.Retracer):
     def __init__(self, program: torch.export.ExportedProgram):
         super().__init__(program)
         found, _ = matches(program)
-        self.convs = {c.name: r for c, _, r in found}
+        self.convs = {c.name: r for convs, _, r in found for c in convs}
         self.shuffles = {s.name for _, s, _ in found}
 
     def handle(self, node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         if node.name in self.convs:
             r = self.convs[node.name]
-            x, w, b, *rest = args
+            x, w, b, *rest = list(args) + [None] * max(0, 3 - len(args))
             weight = self.concrete(w)
             if weight is None:
                 return NotImplemented

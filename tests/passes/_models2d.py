@@ -23,6 +23,21 @@ class ConvShuffle(nn.Module):
         return self.body(x)
 
 
+class AnchoredShuffle(nn.Module):
+    """SESR-style: (tail conv + bias-free anchor conv of the input) → hardtanh → pixel_shuffle."""
+
+    def __init__(self, r: int = 2):
+        super().__init__()
+        self.body = nn.Conv2d(3, 8, 3, padding=1)
+        self.tail = nn.Conv2d(8, 3 * r * r, 3, padding=1)
+        self.anchor = nn.Parameter(torch.randn(3 * r * r, 3, 1, 1))
+        self.r = r
+
+    def forward(self, x):
+        y = self.tail(torch.relu(self.body(x))) + nn.functional.conv2d(x, self.anchor)
+        return nn.functional.hardtanh(nn.functional.pixel_shuffle(y, self.r), 0.0, 1.0)
+
+
 class ShuffleNoConv(nn.Module):
     """pixel_shuffle of an input (no conv to absorb the permutation): must stay."""
 

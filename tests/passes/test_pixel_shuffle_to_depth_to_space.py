@@ -7,7 +7,7 @@ import torch
 
 from edgekit.converters.passes import _fx2d
 from edgekit.converters.passes import pixel_shuffle_to_depth_to_space as P
-from _models2d import ConvShuffle, GroupedShuffle, ShuffleNoConv, assert_close, export, ops, run, tflite_ops
+from _models2d import AnchoredShuffle, ConvShuffle, GroupedShuffle, ShuffleNoConv, assert_close, export, ops, run, tflite_ops
 
 PS, D2S = "aten.pixel_shuffle.default", "edgekit.depth_to_space.default"
 
@@ -44,6 +44,21 @@ def test_rewrite_is_exact(stages, r, act):
     with torch.no_grad():
         for inp in (x, x * 1e3, torch.zeros_like(x), torch.full_like(x, -7.0)):
             assert_close(run(out, inp), model(inp), tol=0.0, what=f"stages={stages} r={r}")  # bit-identical
+
+
+def test_sum_of_conv_branches_is_permuted_alike():
+    """SESR adds an anchor conv of the input to its tail conv before the shuffle: both convs'
+    output channels are permuted, the sum stays channel-aligned."""
+    torch.manual_seed(3)
+    model = AnchoredShuffle().eval()
+    x = torch.rand(1, 3, 5, 7)
+    ep = export(model, x)
+    assert P.check(ep) is None
+    out = P.rewrite(ep)
+    assert ops(out)[PS] == 0 and ops(out)[D2S] == 1 and ops(out)["aten.conv2d.default"] == 3
+    with torch.no_grad():
+        for inp in (x, x * 10, torch.zeros_like(x)):
+            assert_close(run(out, inp), model(inp), tol=0.0, what="anchored")
 
 
 def test_input_program_is_not_mutated():
@@ -102,3 +117,16 @@ def test_onnx_emits_dcr_depth_to_space(two_stage, tmp_path):
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         assert_close(got, model(x), tol=1e-5, what="onnx")
+
+
+def test_coreml_emits_mil_depth_to_space(two_stage):
+    """coremltools' TensorFlow frontend maps TF DepthToSpace (DCR) straight onto MIL depth_to_space,
+    which is what fixes its order; prediction needs macOS, so the op list is checked here."""
+    ct = pytest.importorskip("coremltools")
+    model, x, out = two_stage
+    _fx2d.register_coreml()
+    prog = out.run_decompositions(_fx2d.coreml_decompositions())
+    ml = ct.convert(prog, inputs=[ct.TensorType(name="x", shape=tuple(x.shape))], convert_to="mlprogram")
+    kinds = [op.op_type for op in ml._get_mil_internal().functions["main"].operations]
+    assert kinds.count("depth_to_space") == 2
+    assert not {"reshape", "transpose", "pixel_shuffle"} & set(kinds), kinds

@@ -101,3 +101,16 @@ def test_replay_fallback_when_no_box():
     with pytest.raises(ConversionError):
         gather_as(base, v.idx)
     assert torch.equal(v.materialize(), base.permute(1, 0).reshape(3, 8)[:, 1:7])
+
+
+def test_rewritten_constants_are_real_tensors():
+    """Constants are made during a fake-tensor dry run; none may leak into the program as fakes."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    from edgekit.converters.passes import pixel_shuffle_3d_to_4d
+    from edgekit.zoo.video_decoder import PixelShuffleUpsample3d
+
+    ep = export(PixelShuffleUpsample3d(4, 2, 2, "permute8d"), latent((1, 4, 2, 3, 3)))
+    for out in (pixel_shuffle_3d_to_4d.rewrite(ep), frames_to_batch.rewrite(pixel_shuffle_3d_to_4d.rewrite(ep))):
+        tensors = [*out.state_dict.values(), *out.constants.values()]
+        assert tensors and not any(isinstance(t, FakeTensor) for t in tensors)
