@@ -49,3 +49,24 @@ def test_import_edgekit_does_not_load_heavy_libraries():
             "print(sorted(m for m in ('torch', 'onnx', 'coremltools', 'litert_torch', 'cv2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_wheel_carries_the_shipped_data(tmp_path):
+    """`pip install .` (not only -e) must carry weights, photos, the demo bundle and profiles."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("edgekit-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = [
+        *(f"edgekit/zoo/weights/{p.name}" for p in (ROOT / "edgekit/zoo/weights").glob("*.safetensors")),
+        *(f"edgekit/assets/photos/{p.name}" for p in (ROOT / "edgekit/assets/photos").glob("*.jpg")),
+        *(f"edgekit/apps/camera/default_bundle/{n}" for n in ("edgekit.json", "model.tflite", "model.onnx")),
+        *(f"edgekit/targets/{p.name}" for p in (ROOT / "edgekit/targets").glob("*.toml")),
+        "edgekit/zoo/data/imagenet_classes.txt",
+    ]
+    assert len(expected) > 15
+    missing = [n for n in expected if n not in names]
+    assert not missing, f"not in the wheel: {missing}"
+    assert not any(n.split("/")[0] in ("converters", "runtimes", "apps") for n in names)
