@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from edgekit._fmt import human_size
 from edgekit.bundle import Artifact, Manifest, sha256_file, staging_dir, write_manifest
 from edgekit.errors import ConversionError, EdgekitError, UsageError
 from edgekit.runtimes.base import TensorSpec
@@ -264,7 +265,7 @@ def convert(
             statuses[fmt] = ArtifactStatus(fmt, "not-verified", path=out_path / ARTIFACT_NAMES[fmt],
                                            size_bytes=_size(dest), export_seconds=round(secs, 2))
             stage_seconds[f"export:{fmt}"] = secs
-            report(Event("export", "done", fmt, f"{_human(_size(dest))}", secs))
+            report(Event("export", "done", fmt, f"{human_size(_size(dest))}", secs))
         if not exported:
             raise ConversionError("export", "no format could be exported: " +
                                   "; ".join(f["reason"] for f in failures))
@@ -618,14 +619,6 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size if path.exists() else 0
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _remove(path: Path) -> None:

@@ -53,24 +53,17 @@ def inspect_model(path: str | os.PathLike, placement: bool = True) -> dict[str, 
     gives ``{"path", "format": "bundle", "manifest": {...}, "artifacts": [...]}`` instead.
     Raises :class:`~edgekit.errors.EdgekitError` for a missing, truncated or foreign file.
     """
-    from edgekit.bundle import format_of, is_bundle
+    from edgekit.bundle import is_bundle
+    from edgekit.runtimes.registry import model_format
 
     p = Path(path)
     if not p.exists():
         raise ModelFileNotFound(p)
     if is_bundle(p):
         return inspect_bundle(p, placement=placement)
-    fmt = format_of(p)
-    if fmt is None:
-        if p.is_dir():
-            raise InvalidModelFile(p, "a folder that is neither an edgekit bundle nor an .mlpackage",
-                                   hint="pass a model file or a folder written by `edgekit convert`")
-        raise InvalidModelFile(p, f"unknown model format '{p.suffix or '(no suffix)'}'",
-                               hint="edgekit reads .onnx, .ort, .tflite and .mlpackage")
+    fmt = model_format(p)
     if fmt == "coreml":
         return _with_lint(read_coreml(p), p)
-    if p.is_dir():
-        raise InvalidModelFile(p, f"is a folder, not a {fmt} file", hint=f"pass the .{fmt} file itself")
     from edgekit.runtimes.modelfile import read_model
 
     info = _as_dict(read_model(p))

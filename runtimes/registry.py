@@ -24,7 +24,7 @@ from edgekit.errors import BackendUnavailable, InvalidModelFile, ModelFileNotFou
 from edgekit.runtimes.base import Session
 from edgekit.runtimes.host import is_macos, physical_cores
 
-__all__ = ["BACKENDS", "load", "backend_module", "available_backends", "backends_for_format"]
+__all__ = ["BACKENDS", "load", "model_format", "backend_module", "available_backends", "backends_for_format"]
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "edgekit.runtimes.onnxruntime",
@@ -84,7 +84,7 @@ def load(
     path to an external TFLite delegate such as ``libedgetpu.so.1``). Backend-specific
     ``options`` (e.g. ``strict=True`` for onnxruntime) are passed through.
     """
-    from edgekit.bundle import format_of, is_bundle
+    from edgekit.bundle import is_bundle
 
     p = Path(path)
     if not p.exists():
@@ -99,15 +99,7 @@ def load(
 
         return open_bundle(p, backend=backend, threads=threads, accelerator=accelerator, **options)
 
-    fmt = format_of(p)
-    if fmt is None:
-        if p.is_dir():
-            raise InvalidModelFile(p, "a folder that is neither an edgekit bundle nor an .mlpackage",
-                                   hint="pass a model file or a folder written by `edgekit convert`")
-        raise InvalidModelFile(p, f"unknown model format '{p.suffix or '(no suffix)'}'",
-                               hint="edgekit opens .onnx, .ort, .tflite and .mlpackage files")
-    if p.is_dir() and fmt != "coreml":
-        raise InvalidModelFile(p, f"is a folder, not a {fmt} file")
+    fmt = model_format(p)
     if backend == "auto":
         backend = backends_for_format(fmt)[0]
     module = backend_module(backend)
@@ -120,6 +112,24 @@ def load(
     if why_not:
         raise BackendUnavailable(why_not, where=p)
     return module.open_session(p, threads=threads, accelerator=accelerator, **options)
+
+
+def model_format(path: str | os.PathLike) -> str:
+    """The format of an existing model path (not a bundle), or a one-line error saying why the
+    path is not a model edgekit opens: an unknown suffix, a folder that is not an .mlpackage."""
+    from edgekit.bundle import format_of
+
+    p = Path(path)
+    fmt = format_of(p)
+    if fmt is None:
+        if p.is_dir():
+            raise InvalidModelFile(p, "a folder that is neither an edgekit bundle nor an .mlpackage",
+                                   hint="pass a model file or a folder written by `edgekit convert`")
+        raise InvalidModelFile(p, f"unknown model format '{p.suffix or '(no suffix)'}'",
+                               hint="edgekit opens .onnx, .ort, .tflite and .mlpackage files")
+    if p.is_dir() and fmt != "coreml":
+        raise InvalidModelFile(p, f"is a folder, not a {fmt} file", hint=f"pass the .{fmt} file itself")
+    return fmt
 
 
 def host_preference() -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import typer
 
+from edgekit._fmt import human_size
 from edgekit.cli._common import err_console, handle_errors, out_console, print_json
 
 _MARK = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]–[/]", "start": "[dim]…[/]"}
@@ -126,7 +127,7 @@ def _summary(result: Any) -> None:
     for st in result.artifacts:
         art = by_format.get(st.format)
         name = art.path if art else f"{st.format} (not written)"
-        size = _human(st.size_bytes) if st.size_bytes else "—"
+        size = human_size(st.size_bytes) if st.size_bytes else "—"
         if st.status == "passed" and art is not None:
             from edgekit.converters.api import _metric_line
 
@@ -139,11 +140,3 @@ def _summary(result: Any) -> None:
         table.add_row(name, size, verdict, latency)
     out_console().print(table)
 
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"

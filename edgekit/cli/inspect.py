@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from edgekit._fmt import human_size
+
 from edgekit.cli._common import handle_errors, out_console, print_json
 
 _FORMAT_NAMES = {"onnx": "ONNX", "ort": "ONNX Runtime (.ort)", "tflite": "TFLite / LiteRT", "coreml": "Core ML"}
@@ -39,17 +41,6 @@ def register(app: typer.Typer) -> None:
 
                 raise fail(f"{model}: {len(broken)} of {len(info['artifacts'])} artifacts could not be read "
                            f"(first: {broken[0]['error']})", 1)
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _shape(shape: Any) -> str:
