@@ -143,6 +143,10 @@ def gather_as(base: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
     src_shape = [axes[i][0] for i in order]
     perm = [order.index(i) for i in core]
     x = sub
+    if len(core) == len(axes) and perm != sorted(perm):
+        fine = _split_at_dims(axes, list(sub.shape), shape)
+        if fine is not None:
+            return fine(sub)
     if perm != sorted(perm):
         if list(x.shape) != src_shape:
             x = aten.reshape.default(x, src_shape)
@@ -156,6 +160,53 @@ def gather_as(base: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
         x = torch.cat([x] * axes[k][0], dim=1)
         present = sorted(present + [k])
     return x if list(x.shape) == shape else aten.reshape.default(x, shape)
+
+
+def _split_at_dims(axes: list[tuple[int, int]], src: list[int], dst: list[int]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A pure transpose (``axes`` from :func:`factor_permutation`, no repeats) as permute *of the
+    source's own dims* then reshape, or reshape *to the target's own dims* then permute, when
+    splitting the merged axes at the dims of ``src`` and ``dst`` keeps it at rank ≤ 4.
+
+    Why: a channels-last backend (litert-torch) keeps a 4-D tensor in NHWC and reads a reshape of
+    it in NCHW order, so ``reshape(x₄, (T, C, H·W)).permute(0, 2, 1)`` costs a TRANSPOSE, while the
+    same tokens as ``x₄.permute(0, 2, 3, 1).reshape(T, H·W, C)`` cancel against its own layout
+    transpose (measured on video_decoder_ref: 13 → 4 TRANSPOSEs, the attention tokens and the NCHW
+    residual stream they caused). None when
+    the split form would exceed rank 4 or needs a reshape on both sides."""
+    lst = [0] * len(axes)  # logical strides, axes in logical order
+    acc = 1
+    for i in range(len(axes) - 1, -1, -1):
+        lst[i] = acc
+        acc *= axes[i][0]
+    ax = [(n, st, ls) for (n, st), ls in zip(axes, lst)]
+    cuts_src = [int(np.prod(src[j + 1:])) for j in range(len(src))]
+    cuts_dst = [int(np.prod(dst[j + 1:])) for j in range(len(dst))]
+    changed = True
+    while changed:
+        changed = False
+        for i, (n, st, ls) in enumerate(ax):
+            f = next((c // st for c in cuts_src if st < c < st * n and c % st == 0), None)
+            if f is None:
+                f = next((c // ls for c in cuts_dst if ls < c < ls * n and c % ls == 0), None)
+            if f is not None and n % f == 0:
+                ax[i:i + 1] = [(n // f, st * f, ls * f), (f, st, ls)]
+                changed = True
+                break
+    if len(ax) > 4:
+        return None
+    order = sorted(range(len(ax)), key=lambda i: -ax[i][1])
+    fine_src = [ax[i][0] for i in order]
+    perm = [order.index(i) for i in range(len(ax))]
+    fine_dst = [ax[i][0] for i in range(len(ax))]
+    if fine_src != list(src) and fine_dst != list(dst):
+        return None
+
+    def build(x: torch.Tensor) -> torch.Tensor:
+        if list(x.shape) != fine_src:
+            x = aten.reshape.default(x, fine_src)
+        x = aten.permute.default(x, perm)
+        return x if list(x.shape) == list(dst) else aten.reshape.default(x, list(dst))
+    return build
 
 
 def _pixel_shuffle_idx(a: np.ndarray, r: int) -> np.ndarray:

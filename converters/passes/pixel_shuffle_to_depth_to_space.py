@@ -21,6 +21,17 @@ chain), which NPUs run as memory shuffles or not at all; DCR depth-to-space is T
 Conv output permutation is only exact for ``groups == 1`` (a grouped conv's groups would
 change), and the ops between conv and shuffle must treat channels alike (pointwise activations,
 adds of branches that are all permuted the same way); other shuffles stay, with the reason.
+
+Frames regathered after the shuffle (a video decoder's temporal upsampling picks frames of two
+shuffled tensors and concatenates them on the batch/frame axis) are gathered *before* it::
+
+    cat([d2s(a)[i:i+1], d2s(b)[j:j+1], …], 0)  →  d2s(cat([a[i:i+1], b[j:j+1], …], 0), r)
+
+Exact (depth-to-space acts on each batch item alone). Why: litert-torch lowers ``edgekit.
+depth_to_space`` between two explicit permutes, and a batch slice of the NCHW permute's output
+made its layout pass keep the slices, the concat and the residual adds after them in NCHW
+(measured on video_decoder_turbo: 5 TRANSPOSEs, 0 after this). Slices and concats of the conv
+outputs are plain NHWC ops.
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ _SHUFFLE = aten.pixel_shuffle.default
 
 
 _ADD = {aten.add.Tensor, aten.sub.Tensor}
+_SLICE = aten.slice.Tensor
+_CAT = aten.cat.default
 
 
 def _sources(node: Any) -> tuple[list[Any] | None, str | None]:
@@ -83,6 +96,36 @@ def matches(program: torch.export.ExportedProgram) -> tuple[list[tuple[list[Any]
     return found, skipped
 
 
+def _frame_slice(node: Any, shuffles: set[str]) -> tuple[torch.fx.Node, int, int] | None:
+    """``(shuffle, start, end)`` when ``node`` is a unit-step slice on dim 0 of a taken shuffle."""
+    if not (isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target is _SLICE):
+        return None
+    src, dim, start, end, step = list(node.args) + [0, None, None, 1][len(node.args) - 1:]
+    shape = _fx.node_shape(src) if isinstance(src, torch.fx.Node) else None
+    if not isinstance(src, torch.fx.Node) or src.name not in shuffles or shape is None or dim % len(shape) != 0 \
+            or step != 1:
+        return None
+    n = shape[0]
+    lo, hi = slice(start, end).indices(n)[:2]
+    return (src, lo, hi) if hi > lo else None
+
+
+def frame_gathers(program: torch.export.ExportedProgram, shuffles: set[str]) -> dict[str, list[tuple]]:
+    """Dim-0 ``cat`` nodes whose every input is a dim-0 slice of a taken shuffle (one block size):
+    ``{cat name: [(shuffle, start, end), …]}``."""
+    out = {}
+    for node in program.graph_module.graph.nodes:
+        if node.op != "call_function" or node.target is not _CAT:
+            continue
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim != 0:
+            continue
+        parts = [_frame_slice(x, shuffles) for x in node.args[0]]
+        if parts and all(parts) and len({int(p[0].args[1]) for p in parts}) == 1:  # type: ignore[index]
+            out[node.name] = parts
+    return out
+
+
 def check(program: torch.export.ExportedProgram) -> str | None:
     found, skipped = matches(program)
     if found:
@@ -93,11 +136,18 @@ def check(program: torch.export.ExportedProgram) -> str | None:
 
 
 class _Rewriter(_fx.Retracer):
-    def __init__(self, program: torch.export.ExportedProgram):
+    def __init__(self, program: torch.export.ExportedProgram, move_gathers: bool = True):
         super().__init__(program)
         found, _ = matches(program)
         self.convs = {c.name: r for convs, _, r in found for c in convs}
         self.shuffles = {s.name for _, s, _ in found}
+        self.gathers = frame_gathers(program, self.shuffles) if move_gathers else {}
+        # slices and shuffles read only by moved gathers are not emitted (export keeps a dead custom op)
+        graph = program.graph_module.graph.nodes
+        self.absorbed = {n.name for n in graph if n.target is _SLICE and n.users
+                         and all(u.name in self.gathers for u in n.users)}
+        self.absorbed |= {n.name for n in graph if n.name in self.shuffles
+                          and all(u.name in self.absorbed for u in n.users)}
 
     def handle(self, node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         if node.name in self.convs:
@@ -117,7 +167,14 @@ class _Rewriter(_fx.Retracer):
             return aten.conv2d.default(x, w2, b2, *rest)
         if node.name in self.shuffles:
             x = self.resolve(args[0])
-            return _fx2d.D2S(x, int(args[1]))
+            self.cache[("d2s input", node.name)] = x  # the interpreter frees it after this node
+            return None if node.name in self.absorbed else _fx2d.D2S(x, int(args[1]))
+        if node.name in self.absorbed:
+            return None
+        if node.name in self.gathers:
+            parts = self.gathers[node.name]
+            frames = [aten.slice.Tensor(self.cache[("d2s input", s.name)], 0, lo, hi) for s, lo, hi in parts]
+            return _fx2d.D2S(aten.cat.default(frames, 0), int(parts[0][0].args[1]))
         return NotImplemented
 
 

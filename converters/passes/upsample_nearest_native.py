@@ -5,12 +5,15 @@ coremltools has no converter for it).
 
 After, on frames in batch ``x₄ = (T, C, H, W)``::
 
-    r = reshape(cat([x₄] * ft, dim=1), (ft·T, C, H, W))   # frame t·ft + j = x₄[t]: temporal repeat
-    y₄ = upsample_nearest2d(r, (fh·H, fw·W))              # RESIZE_NEAREST_NEIGHBOR
+    r  = upsample_nearest2d(x₄, (fh·H, fw·W))                  # RESIZE_NEAREST_NEIGHBOR
+    y₄ = cat([r[0:1]] * ft + [r[1:2]] * ft + …, dim=0)         # frame t·ft + j = r[t]: temporal repeat
 
-The temporal repeat is exact because ``(T, ft·C, H, W)`` and ``(T·ft, C, H, W)`` share one memory
-order: the j-th copy of frame t lands at frame ``t·ft + j``, which is what nearest sampling
-``⌊t'/ft⌋`` reads. No gather, no BROADCAST_TO, nothing above rank 4. Nearest with an integer
+The temporal repeat is exact: the j-th copy of frame t lands at frame ``t·ft + j``, which is what
+nearest sampling ``⌊t'/ft⌋`` reads. It is a concatenation of frame (batch) slices, which a
+channels-last backend keeps in NHWC; the equivalent ``reshape(cat([x₄] * ft, dim=1), (ft·T, C,
+H, W))`` made litert-torch put a TRANSPOSE on each side of the reshape (measured on
+video_decoder_ref). Resizing before the repeat resizes T frames instead of ft·T. No gather, no
+BROADCAST_TO, nothing above rank 4. Nearest with an integer
 factor needs no half-pixel offsets, so RESIZE_NEAREST_NEIGHBOR's plain mode is the same function.
 
 :func:`lower_frames` is the lowering ``frames_to_batch`` uses while it folds the whole graph; on
@@ -50,10 +53,11 @@ def factors(node: torch.fx.Node) -> tuple[int, int, int] | str:
 def lower_frames(x4: torch.Tensor, ft: int, fh: int, fw: int) -> torch.Tensor:
     """Nearest ×(ft, fh, fw) on frames in batch ``x4 = (T, C, H, W)`` (see the module doc)."""
     t, c, h, w = x4.shape
-    if ft > 1:
-        x4 = aten.reshape.default(torch.cat([x4] * ft, dim=1), [t * ft, c, h, w])
     if fh > 1 or fw > 1:
         x4 = aten.upsample_nearest2d.vec(x4, [h * fh, w * fw], None)
+    if ft > 1:
+        frames = [aten.slice.Tensor(x4, 0, i, i + 1) for i in range(t)] if t > 1 else [x4]
+        x4 = aten.cat.default([f for f in frames for _ in range(ft)], 0)
     return x4
 
 

@@ -22,7 +22,9 @@ SESR forms. ``create("sesr_m5_x2")`` returns the *deploy* form: every collapsibl
 block already folded into one plain conv (what you convert and run; the shipped weights are
 in this form). ``create("sesr_m5_x2", training_form=True)`` returns the over-parameterised
 *training* form (k×k conv to 256 channels, 1×1 conv back to 16, short residual); its
-:meth:`SESR.collapse` returns a new deploy-form module computing the same function.
+:meth:`SESR.collapse` returns a new deploy-form module computing the same function. The
+expanded weights cannot be recovered from the collapsed ones, so to fine-tune the shipped
+SESR train the deploy form directly (it is a plain conv net).
 """
 
 from __future__ import annotations
@@ -232,7 +234,8 @@ class LinearBlock(nn.Module):
     @torch.no_grad()
     def to_conv(self) -> nn.Conv2d:
         w, b = self.collapsed()
-        conv = nn.Conv2d(w.shape[1], w.shape[0], self.kernel_size, padding=self.kernel_size // 2)
+        conv = nn.Conv2d(w.shape[1], w.shape[0], self.kernel_size, padding=self.kernel_size // 2,
+                         device=w.device, dtype=w.dtype)
         conv.weight.copy_(w)
         conv.bias.copy_(b)
         return conv
@@ -301,7 +304,9 @@ class SESR(nn.Module):
         on a deploy-form model this returns a copy)."""
         if self.is_collapsed:
             return copy.deepcopy(self)
+        like = self.anchor
         out = SESR(self.scale, self.features, self.m, self.expand, collapsed=True, in_channels=self.in_channels)
+        out = out.to(device=like.device, dtype=like.dtype)
         out.head = self.head.to_conv()
         out.body = nn.ModuleList(b.to_conv() for b in self.body)
         out.tail = self.tail.to_conv()
@@ -334,38 +339,38 @@ _SESR_PAPER = "Bhardwaj et al. 2022, Collapsible Linear Blocks for Super-Efficie
 _TRAINED: dict[str, dict] = {
     "espcn_x2": dict(
         weights="espcn_x2.safetensors",
-        weights_sha256="5b315d18a609205eae61277afc76f5e8e847568e41bc36336364b7f7485513e3",
+        weights_sha256="73108adc5b2a74b389c9b8a613bca295b6271ec492c888770c50537d920b9220",
         metrics={
-            "psnr_rgb": 29.909, "ssim_rgb": 0.9156, "psnr_y": 31.493, "ssim_y": 0.9295,
+            "psnr_rgb": 29.832, "ssim_rgb": 0.9138, "psnr_y": 31.412, "ssim_y": 0.9282,
             "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
-            "gain_rgb_db": 0.965, "gain_y_db": 1.012, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "gain_rgb_db": 0.887, "gain_y_db": 0.931, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
             "lr": "pil-bicubic", "border": 2,
         }),
     "quicksrnet_small_x2": dict(
         weights="quicksrnet_small_x2.safetensors",
-        weights_sha256="6d7a07180a636f46f5e334d18be813d059c49999539a0784b1090ff6c73f6b21",
+        weights_sha256="b80342956096bdc7a94ebdd22096086010dc00561cbcd9acf1d1038c83c74e79",
         metrics={
-            "psnr_rgb": 30.187, "ssim_rgb": 0.9161, "psnr_y": 31.949, "ssim_y": 0.9336,
+            "psnr_rgb": 30.036, "ssim_rgb": 0.9145, "psnr_y": 31.765, "ssim_y": 0.9307,
             "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
-            "gain_rgb_db": 1.242, "gain_y_db": 1.468, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "gain_rgb_db": 1.091, "gain_y_db": 1.284, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
             "lr": "pil-bicubic", "border": 2,
         }),
     "quicksrnet_medium_x2": dict(
         weights="quicksrnet_medium_x2.safetensors",
-        weights_sha256="f968318dac6d38760b982974ac18e5cf259f0cfc6128da8a7a742ccdc1cb7aa8",
+        weights_sha256="2224d770bb67f703a6fb186ad42d5b8b87780c93817a0e8aec24cbcc14680b73",
         metrics={
-            "psnr_rgb": 29.974, "ssim_rgb": 0.9118, "psnr_y": 31.779, "ssim_y": 0.93,
+            "psnr_rgb": 29.642, "ssim_rgb": 0.9067, "psnr_y": 31.463, "ssim_y": 0.926,
             "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
-            "gain_rgb_db": 1.03, "gain_y_db": 1.298, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "gain_rgb_db": 0.697, "gain_y_db": 0.982, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
             "lr": "pil-bicubic", "border": 2,
         }),
     "sesr_m5_x2": dict(
         weights="sesr_m5_x2.safetensors",
-        weights_sha256="84271ff08602019e90a905e25caec9ea674fec96e364d5e92ff7b14b00f7635c",
+        weights_sha256="709ea6496057baeae38d5d85db0ba017408006f773d330a4c00f58f5b4a136fb",
         metrics={
-            "psnr_rgb": 30.805, "ssim_rgb": 0.9281, "psnr_y": 32.486, "ssim_y": 0.9403,
+            "psnr_rgb": 30.74, "ssim_rgb": 0.9276, "psnr_y": 32.421, "ssim_y": 0.9398,
             "bicubic_psnr_rgb": 28.944, "bicubic_ssim_rgb": 0.8973, "bicubic_psnr_y": 30.481, "bicubic_ssim_y": 0.9095,
-            "gain_rgb_db": 1.861, "gain_y_db": 2.005, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
+            "gain_rgb_db": 1.796, "gain_y_db": 1.94, "bicubic": "OpenCV (a=-0.75)", "heldout": ["coffee", "motorcycle_left", "motorcycle_right"],
             "lr": "pil-bicubic", "border": 2,
         }),
 }
@@ -385,7 +390,8 @@ def _trained(name: str) -> dict:
 
 @register_model(_card(
     "espcn_x2", _ESPCN_PAPER, params=26_796, macs=6_148_915_200,
-    description="ESPCN on RGB: conv5x5(64)-tanh-conv3x3(32)-tanh-conv3x3(3r^2)-pixel shuffle.",
+    description=("ESPCN on RGB: conv5x5(64)-tanh-conv3x3(32)-tanh-conv3x3(3r^2)-pixel shuffle-clip; "
+                 "initialised near nearest upsampling."),
     **_trained("espcn_x2")))
 def espcn_x2(scale: int = 2) -> nn.Module:
     return ESPCN(scale=_check_scale(scale, "espcn_x2"))

@@ -8,11 +8,14 @@ disk (no download). :data:`TRAIN_PHOTOS` are used for training; :data:`HELDOUT_P
 out) are never seen in training and are what the metrics are measured on.
 
 Training: random HR crops, rescaled by a random factor in [0.5, 1] (more detail per crop,
-scale diversity), flips and 90° rotations; each crop degraded to LR by one of: antialiased
-bicubic (PIL-style, half of the crops), area averaging, antialiased bilinear, or a Gaussian
-blur followed by area averaging (skimage-style); LR quantised to 8 bits. L1 loss, Adam, warm-up
-then cosine learning rate, fixed seed, CPU. SESR trains in its over-parameterised form (with
-the online collapse of Arm's reference code) and is collapsed before saving.
+scale diversity), flips, 90° rotations and colour jitter (channel order, saturation, tint);
+one crop in ten is a smooth synthetic colour field instead (the photos do not cover the RGB
+cube). Each crop is degraded to LR by one of: antialiased bicubic (PIL-style, half of the
+crops), area averaging, antialiased bilinear, or a Gaussian blur then area averaging
+(skimage-style); LR quantised to 8 bits. L1 loss, Adam, warm-up then cosine learning rate,
+gradient-norm clipping, fixed seed, one CPU thread (bitwise reproducible on one machine).
+SESR trains in its over-parameterised form (with the online collapse of Arm's reference
+code) and is collapsed before saving.
 
 Evaluation (what a reviewer does): the HR photo (8-bit) is downscaled ×r with PIL's bicubic
 (antialiased), kept 8-bit, upscaled by the model and by bicubic; outputs rounded to 8 bits;
@@ -474,7 +477,8 @@ def write_results_md(out_dir: Path, md_path: Path) -> Path:
         f"HR photo → ×2 LR with PIL's antialiased bicubic, 8-bit → upscaled by the model and by bicubic, "
         f"rounded to 8-bit. PSNR/SSIM (Gaussian 11×11, σ=1.5) on RGB in [0, 1] and on BT.601 luma Y, "
         f"{first['border']}-pixel border shaved, mean over the photos. Bicubic is the better of PIL (a=-0.5) "
-        "and OpenCV/torch (a=-0.75) by RGB PSNR. MACs at a 1×3×360×640 input (torch FLOP counter / 2).",
+        "and OpenCV/torch (a=-0.75) by RGB PSNR. MACs at a 1×3×360×640 input (torch FLOP counter / 2). "
+        "Train time is wall clock on one thread of a 2-core machine shared with other jobs.",
         "",
         "| Model | Params | MACs @640×360 | PSNR RGB / Y (dB) | SSIM RGB / Y | Bicubic PSNR RGB / Y (dB) "
         "| Bicubic SSIM RGB / Y | Gain RGB / Y (dB) | Train time |",
@@ -507,7 +511,7 @@ def write_results_md(out_dir: Path, md_path: Path) -> Path:
     lines += ["", "Training: " + "; ".join(
         f"`{r['model']}` {r['recipe']['steps']} steps × batch {r['recipe']['batch']} of "
         f"{r['recipe']['patch']}² LR patches, lr {r['recipe']['lr']:g}, seed {r['recipe']['seed']}, "
-        f"{r['threads']} CPU threads" for r in rows) + ".", ""]
+        f"{r['threads']} CPU thread{'s' if r['threads'] != 1 else ''}" for r in rows) + ".", ""]
     _write_atomic(md_path, "\n".join(lines).encode())
     return md_path
 

@@ -130,3 +130,52 @@ def test_coreml_emits_mil_depth_to_space(two_stage):
     kinds = [op.op_type for op in ml._get_mil_internal().functions["main"].operations]
     assert kinds.count("depth_to_space") == 2
     assert not {"reshape", "transpose", "pixel_shuffle"} & set(kinds), kinds
+
+
+class FrameInterleave(torch.nn.Module):
+    """Two conv → pixel_shuffle branches whose frames (batch items) are interleaved by slices and a
+    dim-0 cat (video_decoder_turbo's temporal upsampling), then an RMSNorm over channels and a
+    residual conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(4, 16, 3, padding=1), torch.nn.Conv2d(4, 16, 3, padding=1)
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        a, b = torch.nn.functional.pixel_shuffle(self.a(x), 2), torch.nn.functional.pixel_shuffle(self.b(x), 2)
+        y = torch.cat([b[0:1], a[1:2], b[1:]], 0)
+        y = y * torch.rsqrt(y.pow(2).mean(1, keepdim=True) + 1e-6)
+        return y + self.conv(torch.relu(y))
+
+
+def test_frame_gather_moves_before_depth_to_space(tmp_path):
+    """cat(d2s(a)[i], d2s(b)[j], …) → d2s(cat(a[i], b[j], …)): exact, one DEPTH_TO_SPACE fewer, and
+    litert-torch no longer keeps the frames, the norm and the residual add in NCHW."""
+    litert_torch = pytest.importorskip("litert_torch")
+    from edgekit.converters.passes import nhwc_boundary
+
+    torch.manual_seed(3)
+    model = FrameInterleave().eval()
+    x = torch.randn(2, 4, 8, 8)
+    ep = export(model, x)
+    # "before": the same rewrite without the frame-gather move
+    variants = {"before": P._Rewriter(ep, move_gathers=False).export(), "after": P.rewrite(ep)}
+    assert list(P.frame_gathers(ep, {s.name for _, s, _ in P.matches(ep)[0]}).values())[0][0][1:] == (0, 1)
+    assert ops(variants["before"])[D2S] == 2 and ops(variants["after"])[D2S] == 1
+    _fx2d.register_litert()
+    xn = x.permute(0, 2, 3, 1).contiguous()
+    names = {}
+    for label, prog in variants.items():
+        with torch.no_grad():
+            assert_close(run(prog, x), model(x), tol=1e-5, what=f"{label} program")
+        module = nhwc_boundary.rewrite(prog).module()
+        module.training = False
+        edge = litert_torch.convert(module, (xn,))
+        edge.export(str(tmp_path / f"{label}.tflite"))
+        names[label] = tflite_ops(tmp_path / f"{label}.tflite")
+        with torch.no_grad():
+            got = np.asarray(edge(xn)).transpose(0, 3, 1, 2)
+            assert_close(got, model(x), tol=1e-5, what=f"{label} tflite")
+    assert names["before"].count("TRANSPOSE") >= 2, names["before"]
+    assert names["after"].count("TRANSPOSE") == 0 and names["after"].count("DEPTH_TO_SPACE") == 1, names["after"]

@@ -195,7 +195,10 @@ def test_sesr_collapse_equals_training_form(scale):
     assert_close(online, expanded, 1e-5, "online-collapsed vs expanded training form")
     assert_close(folded, expanded, 1e-5, "collapse() vs expanded training form")
     # and to rounding error in float64
-    t64, d64 = train_form.double(), deploy.double()
+    t64 = train_form.double()
+    d64 = t64.collapse()
+    d64.clip = torch.nn.Identity()
+    assert d64.head.weight.dtype == torch.float64 and d64.anchor.dtype == torch.float64
     with torch.no_grad():
         assert_close(d64(x.double()), t64.forward_expanded(x.double()), 1e-12, "collapse() in float64")
 
