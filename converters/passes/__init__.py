@@ -56,6 +56,7 @@ PASSES: dict[str, PassSpec] = {
     "hardswish_decompose": PassSpec(_P + "hardswish_decompose", "program"),
     "approx_gelu_tanh": PassSpec(_P + "approx_gelu_tanh", "program"),
     "prelu_restore": PassSpec(_P + "prelu_restore", "program"),
+    "resize_nearest_no_half_pixel": PassSpec(_P + "resize_nearest_no_half_pixel", "tflite"),
     "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "program"),
 }
 
