@@ -80,11 +80,11 @@ class Recipe:
 # Per-model defaults (the CLI flags override them). SESR's over-parameterised blocks amplify
 # the step size of the collapsed weights, so it needs a smaller learning rate (Arm's reference
 # uses 2e-4 for 300 epochs; at 2e-3 without gradient clipping it diverged here). Each takes
-# 2-7 minutes on one busy CPU core.
+# 4-9 minutes on one CPU thread of a busy 2-core machine.
 RECIPES: dict[str, Recipe] = {
     "espcn_x2": Recipe(steps=3000, lr=2e-3),
     "quicksrnet_small_x2": Recipe(steps=4000, lr=2e-3),
-    "quicksrnet_medium_x2": Recipe(steps=3000, lr=2e-3),
+    "quicksrnet_medium_x2": Recipe(steps=5000, lr=2e-3),
     "sesr_m5_x2": Recipe(steps=4000, lr=1e-3),
 }
 
