@@ -69,10 +69,10 @@ def test_nchw_io_adds_boundary_layout_findings(tflite_models):
     assert [f.details["perm"] for f in _by(plain, "layout")] == [[0, 2, 3, 1], [0, 3, 1, 2]]
 
 
-def test_half_pixel_nearest_resize_is_an_error_fixed_by_upsample_nearest_native(tflite_models):
+def test_half_pixel_nearest_resize_is_an_error_fixed_by_resize_nearest_no_half_pixel(tflite_models):
     report = lint(tflite_models["tflite_plain_nhwc"], "generic-npu")
     [f] = report.findings
-    assert (f.rule, f.op, f.fix_pass) == ("op-constraint", "RESIZE_NEAREST_NEIGHBOR", "upsample_nearest_native")
+    assert (f.rule, f.op, f.fix_pass) == ("op-constraint", "RESIZE_NEAREST_NEIGHBOR", "resize_nearest_no_half_pixel")
     assert "half_pixel_centers=True" in f.message
     nnapi = lint(tflite_models["tflite_plain_nhwc"], "nnapi")  # rejected only below Android 11: a warning
     assert nnapi.passed and [w.op for w in nnapi.warnings] == ["RESIZE_NEAREST_NEIGHBOR"]
