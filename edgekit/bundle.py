@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from edgekit._fs import atomic_path, umask
 from edgekit.errors import EdgekitError, InvalidModelFile, ModelFileNotFound, UsageError
 from edgekit.runtimes.base import TensorSpec
 
@@ -231,16 +232,8 @@ def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
     """Write ``folder/edgekit.json`` atomically (temporary file, then rename)."""
     path = Path(folder) / MANIFEST_NAME
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".edgekit.", suffix=".json.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -258,7 +251,7 @@ def staging_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise UsageError("output folder is not empty", where=out, hint="pass --force to replace it, or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the finished bundle is an ordinary folder
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; the finished bundle is an ordinary folder
     try:
         yield tmp
     except BaseException:
@@ -277,12 +270,6 @@ def staging_dir(out: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise EdgekitError(f"could not move the finished bundle into place ({e})", where=out) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -15,13 +15,12 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edgekit._fs import atomic_path
 from edgekit.errors import InvalidModelFile, MissingDependency, ModelFileNotFound, UsageError
 
 __all__ = ["IMAGE_SUFFIXES", "is_image_path", "read_image", "resize", "write_image", "image_layout", "image_to_tensor",
@@ -123,25 +122,17 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         raise UsageError(f"write_image expects HxWx3 or HxW uint8, got {img.dtype} {list(img.shape)}", where=path)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:  # the suffix tells Pillow the format
         cv2, image_mod = _cv2(), _pil()
         if cv2 is not None:
             ok, encoded = cv2.imencode(path.suffix.lower(), img[:, :, ::-1] if img.ndim == 3 else img)
             if not ok:
                 raise UsageError(f"OpenCV cannot encode {path.suffix} images", where=path)
-            encoded.tofile(tmp)
+            encoded.tofile(str(tmp))
         elif image_mod is not None:
             image_mod.fromarray(np.ascontiguousarray(img)).save(tmp)
         else:
             raise MissingDependency("pillow", "writing image files")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return path
 
 

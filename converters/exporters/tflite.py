@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 
+from edgekit._fs import atomic_path
 from edgekit.converters.exporters import ExportRequest, ExportResult, export_failure, tool_output
 
 __all__ = ["export"]
@@ -91,9 +92,8 @@ def _name_io_tensors(path, input_names=None, output_names=None) -> None:
                 graph.tensors[t.tensorIndex].name = t.name
                 changed = True
     if changed:
-        tmp = path.with_name(path.name + ".named")
-        flatbuffer_utils.write_model(model, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            flatbuffer_utils.write_model(model, str(tmp))
 
 
 def _positional_order(entries):
@@ -114,6 +114,5 @@ def _fp16_weights(path) -> None:
                qtyping.TFLOperationName.FULLY_CONNECTED, qtyping.TFLOperationName.CONV_2D_TRANSPOSE):
         q.add_weight_only_config(regex=".*", operation_name=op, num_bits=16, algorithm_key="float_casting")
     result = q.quantize()
-    tmp = path.with_name(path.name + ".fp16")
-    result.export_model(str(tmp), overwrite=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        result.export_model(str(tmp), overwrite=True)

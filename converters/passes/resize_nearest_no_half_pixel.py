@@ -19,8 +19,9 @@ Example (``.tflite`` in, same path out, rewritten atomically)::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from edgekit._fs import atomic_path
 
 __all__ = ["check", "rewrite"]
 
@@ -79,11 +80,6 @@ def rewrite(path: Path) -> Path:
         builtin = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
         if builtin == schema.BuiltinOperator.RESIZE_NEAREST_NEIGHBOR and code.version == 3 and index not in still_v3:
             code.version = 2 if index in int8 else 1  # the versions without half-pixel centers
-    tmp = path.with_name(path.name + ".resize.tmp")
-    try:
+    with atomic_path(path) as tmp:
         flatbuffer_utils.write_model(model, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

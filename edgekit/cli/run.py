@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +9,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from edgekit._fs import atomic_path
 from edgekit.cli._common import handle_errors, out_console, print_json
 from edgekit.errors import FeedError, InvalidModelFile, ModelFileNotFound, UsageError
 
@@ -151,16 +149,8 @@ def save_outputs(outputs: dict[str, np.ndarray], path: Path, specs: dict[str, An
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def _describe(name: str, arr: np.ndarray) -> dict[str, Any]:

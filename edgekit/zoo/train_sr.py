@@ -33,7 +33,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgekit._fs import atomic_path
 from edgekit.errors import EdgekitError, MissingDependency, UsageError
 from edgekit.zoo.registry import WEIGHTS_DIR
 
@@ -434,10 +434,8 @@ def sha256_file(path: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def save_weights(model: Any, path: Path) -> str:
