@@ -164,7 +164,7 @@ def convert(
     if bench_runs < 0:
         raise UsageError(f"bench_runs must be >= 0, got {bench_runs}")
     # Refuse a bad target or pass ids before any expensive work.
-    from edgekit.converters.passes import run_pipeline
+    from edgekit.converters.passes import run_pipeline, stage_passes
 
     run_pipeline(None, target, passes, skip_passes)
 
@@ -205,19 +205,27 @@ def convert(
                         capture_errors["onnx"] = e
 
         # -- rewrite ------------------------------------------------------------------------
+        # Each format gets the program its own passes made (a layout pass is for the formats that
+        # store tensors that way); formats whose passes agree share one rewritten program.
         with _stage(report, stage_seconds, "rewrite", message=f"target {target or 'none'}") as rw:
-            applied: list[str] = []
             not_applied: dict[str, str] = {}  # pass id -> why it did not apply (recorded in the manifest)
-            io_by_key: dict[str, Any] = {}
-            applied_by_key: dict[str, list[str]] = {}
-            for key, (prog, kw) in list(programs.items()):
-                _seed_layouts(prog, cap, fold if key != "image" else None)
-                # a CoreML image input is NCHW by definition: that program keeps its boundary
-                skip = [*skip_passes, "nhwc_boundary"] if key == "image" and (target or passes) else skip_passes
-                prog, applied_by_key[key] = run_pipeline(prog, target, passes, skip, not_applied=not_applied)
-                programs[key] = (prog, _example_kwargs(prog, kw, cap.input_names))
-                io_by_key[key] = prog.graph_module.meta.get("edgekit_io_layouts")
-            applied = applied_by_key.get("tensor", next(iter(applied_by_key.values()), []))
+            rewritten: dict[tuple[str, tuple[str, ...]], _Rewritten] = {}
+            by_fmt: dict[str, dict[str, _Rewritten]] = {}  # format -> role ("main", "half") -> program
+            for fmt in fmts:
+                wanted = tuple(stage_passes(target, passes, skip_passes, fmt=fmt))
+                for role, key in _program_keys(fmt, fold is not None):
+                    if key not in programs:
+                        continue
+                    if (key, wanted) not in rewritten:
+                        prog, kw = programs[key]
+                        _seed_layouts(prog, cap, fold if key != "image" else None)
+                        prog, done = run_pipeline(prog, target, passes, skip_passes, fmt=fmt, not_applied=not_applied)
+                        rewritten[key, wanted] = _Rewritten(prog, _example_kwargs(prog, kw, cap.input_names), done,
+                                                            prog.graph_module.meta.get("edgekit_io_layouts"))
+                    by_fmt.setdefault(fmt, {})[role] = rewritten[key, wanted]
+            applied = list(dict.fromkeys(p for r in rewritten.values() for p in r.applied))
+            for pass_id in applied:  # applied for some format: not "not applied"
+                not_applied.pop(pass_id, None)
             if target or passes:
                 rw.message += f": applied {', '.join(applied) or 'none'}; {len(not_applied)} not applied (see edgekit.json)"
 
@@ -234,8 +242,8 @@ def convert(
             try:
                 if fmt in capture_errors:
                     raise capture_errors[fmt]
-                key = "image" if fmt == "coreml" and fold is not None else "tensor"
-                program, kwargs = programs.get(key, (None, {}))
+                mine = by_fmt.get(fmt, {})
+                program, kwargs = (mine["main"].program, mine["main"].kwargs) if "main" in mine else (None, {})
                 if program is None and not (fmt == "onnx" and direct_onnx):
                     raise ConversionError("export", f"{fmt}: nothing was captured to export")
                 if program is None:
@@ -246,7 +254,7 @@ def convert(
                     onnx_source=cap.onnx_path if (fmt == "onnx" and direct_onnx) else None,
                     image_input={"color_layout": fold.color_order} if (fmt == "coreml" and fold is not None) else None,
                     labels=cap.preprocess.get("labels"),
-                    program_fp16=programs.get("half", (None,))[0],
+                    program_fp16=mine["half"].program if "half" in mine else None,
                 )
                 exported[fmt] = export(fmt, request)
                 if fmt == "tflite" and (target or passes):  # format-level passes on the written file
@@ -275,8 +283,8 @@ def convert(
         shared: dict[str, Any] = {}  # verification cases and the source's outputs, computed once
         for fmt, result in exported.items():
             # the passes record how the program's boundary differs from the source's
-            key = "image" if fmt == "coreml" and fold is not None else "tensor"
-            art = _artifact(fmt, result, cap, fold, precision, applied_by_key.get(key, applied), io_by_key.get(key))
+            mine = by_fmt.get(fmt, {}).get("main")
+            art = _artifact(fmt, result, cap, fold, precision, mine.applied if mine else [], mine.io_layouts if mine else None)
             art.target = target
             st = statuses[fmt]
             if verify:
@@ -439,6 +447,24 @@ def _example_kwargs(program: Any, kwargs: dict, names: Sequence[str]) -> dict:
     own = dict(kw) if kw else dict(zip(names, args))
     return {n: (kwargs[n] if n in kwargs and n in own and tuple(kwargs[n].shape) == tuple(own[n].shape) else own.get(n, kwargs.get(n)))
             for n in names}
+
+
+@dataclass
+class _Rewritten:
+    """A program after one format's passes: what the exporter gets and the manifest records."""
+
+    program: Any
+    kwargs: dict
+    applied: list[str]
+    io_layouts: dict | None
+
+
+def _program_keys(fmt: str, folded: bool) -> list[tuple[str, str]]:
+    """(role, captured program) pairs an exporter of ``fmt`` uses: its main program (CoreML with
+    folded preprocessing takes an image, which has its own), and ONNX's fp16 variant."""
+    if fmt == "coreml":
+        return [("main", "image" if folded else "tensor")]
+    return [("main", "tensor"), ("half", "half")] if fmt == "onnx" else [("main", "tensor")]
 
 
 def _seed_layouts(program: Any, cap: Any, fold: Any) -> None:

@@ -18,7 +18,9 @@ Rules (ids as in ``Finding.rule``):
   dtype, with the count and the tensors).
 - ``max-dim`` / ``batch`` / ``nonunit-dims``: hardware shape limits (Ethos-U, Edge TPU).
 - ``layout``: for NHWC targets, an NCHW model boundary or a layout TRANSPOSE (classified as
-  boundary or internal).
+  boundary or internal). ONNX and Core ML are channels-first by definition: their boundary is
+  not checked (the runtime's execution provider picks the storage), internal layout transposes are.
+  An ONNX Transpose that only swaps a MatMul operand's last two axes is noted, not flagged.
 - ``op-forbidden`` / ``op-not-supported``: ops the profile refuses, or that a closed op table
   does not list.
 - ``op-constraint``: an op outside the limits its profile entry sets (strides,
@@ -52,10 +54,6 @@ __all__ = ["Finding", "LintReport", "lint", "lint_graph", "lint_summary"]
 
 _CHAIN_OPS = {"RESHAPE", "TRANSPOSE", "Reshape", "Transpose", "reshape", "transpose"}
 _TRANSPOSE = {"TRANSPOSE", "Transpose", "transpose"}
-# ONNX ops whose first input is laid out NCHW by definition (a graph input feeding one is NCHW).
-_ONNX_NCHW_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-                  "BatchNormalization", "InstanceNormalization", "DepthToSpace", "SpaceToDepth", "Resize",
-                  "LpPool", "QLinearConv", "ConvInteger"}
 _QUANT_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "cast"}
 _ACTIVATION_FREE = {"NONE", None}
 
@@ -172,10 +170,10 @@ def lint_graph(graph: Graph, profile: TargetProfile) -> LintReport:
     covered = _check_patterns(ctx)
     _check_shape_limits(ctx, covered)
     covered |= _check_layout(ctx, covered)
+    covered |= _matmul_operand_transposes(ctx)
     if graph.format in profile.ops:
         _check_ops(ctx, covered)
-    notes = list(graph.notes)
-    return LintReport(graph.path, profile.name, graph.format, ctx.findings, len(graph.ops), notes)
+    return LintReport(graph.path, profile.name, graph.format, ctx.findings, len(graph.ops), [*graph.notes, *ctx.notes])
 
 
 # -- shared plumbing ----------------------------------------------------------------------------
@@ -185,6 +183,7 @@ class _Context:
         self.g = graph
         self.t = profile
         self.findings: list[Finding] = []
+        self.notes: list[str] = []
 
     def add(self, rule: str, severity: str, op: Op | None, tensor: Tensor | None, message: str, *,
             fix: str | None, advice: str = "", why: str = "", details: dict[str, Any] | None = None) -> None:
@@ -542,9 +541,14 @@ def _check_layout(ctx: _Context, covered: set[int]) -> set[int]:
         n = len(perm)
         to_channels_first, to_channels_last = [0, n - 1, *range(1, n - 1)], [0, *range(2, n), 1]
         if g.format == "onnx" and ((at_input and perm == to_channels_first) or (at_output and perm == to_channels_last)):
-            done.add(id(op))  # ONNX ops are NCHW by definition: one transpose at an NHWC boundary is intended
+            done.add(id(op))  # ONNX ops are NCHW by definition: an NHWC interface needs this one transpose
             continue
         done.add(id(op))
+        if g.format == "onnx":  # inside a channels-first graph: a data shuffle no pass of the boundary removes
+            ctx.add("layout", "error", op, src, f"internal layout transpose {op.ref} (perm {perm}) on '{src.short}' "
+                    f"{src.shape_text()}", fix=_fix(ctx, op, None), why=why,
+                    advice=t.advice_for("Transpose.layout"), details={"perm": perm, "position": "internal"})
+            continue
         if at_input:
             text = f"the model input '{src.short}' {src.shape_text()} is NCHW: {op.ref} (perm {perm}) turns it NHWC"
         elif at_output:
@@ -554,20 +558,7 @@ def _check_layout(ctx: _Context, covered: set[int]) -> set[int]:
         ctx.add("layout", "error", op, src, text, fix=fix, why=why,
                 details={"perm": perm, "position": "input" if at_input else "output" if at_output else "internal"})
     if g.format == "onnx":
-        for inp in g.inputs:
-            if inp.rank != 4:
-                continue
-            users = [op for op in ctx.consumers(inp) if op.type in _ONNX_NCHW_OPS]
-            if users:
-                ctx.add("layout", "error", users[0], inp,
-                        f"the model input '{inp.short}' {inp.shape_text()} is NCHW (it feeds {', '.join(_refs(users, 3))} "
-                        "directly)", fix=fix, details={"position": "input"})
-        for out in g.outputs:
-            producer = ctx.producer(out)
-            if out.rank == 4 and producer is not None and producer.type in _ONNX_NCHW_OPS:
-                ctx.add("layout", "error", producer, out,
-                        f"the model output '{out.short}' {out.shape_text()} is NCHW (made by {producer.ref})",
-                        fix=fix, details={"position": "output"})
+        return done  # an NCHW boundary is ONNX's own layout: the runtime's EP chooses the storage
     # A pixel-shuffle chain that ends in NCHW at the model output also leaves an NCHW boundary.
     for f in list(ctx.findings):
         if f.rule == "pixel-shuffle" and f.details.get("out_layout") in ("NCHW", "NCTHW"):
@@ -578,6 +569,28 @@ def _check_layout(ctx: _Context, covered: set[int]) -> set[int]:
                         f"the model output '{op.outputs[0].short}' {op.outputs[0].shape_text()} is NCHW (the pixel "
                         "shuffle chain ends in NCHW)", fix=fix, details={"position": "output"})
     return done
+
+
+def _matmul_operand_transposes(ctx: _Context) -> set[int]:
+    """ONNX: a Transpose that swaps the last two axes of a MatMul operand is the matmul's own
+    transpose flag (ONNX MatMul has none; onnxruntime fuses it into FusedMatMul, QNN into
+    MatMul(transpose_in0/1), Core ML into matmul(transpose_x/y)): no data moves, so it is noted,
+    not flagged, where the profile runs MatMul at all."""
+    g = ctx.g
+    if g.format != "onnx" or "onnx" not in ctx.t.ops or ctx.t.ops["onnx"].status("MatMul")[0] != "allowed":
+        return set()
+    found = []
+    for op in g.ops:
+        perm = op.attrs.get("perm") if op.type in _TRANSPOSE else None
+        if not perm or len(perm) < 2 or list(perm) != [*range(len(perm) - 2), len(perm) - 1, len(perm) - 2]:
+            continue
+        users = ctx.consumers(op.outputs[0]) if op.outputs else []
+        if users and all(u.type == "MatMul" for u in users) and op.outputs[0].key not in g.boundary:
+            found.append(op)
+    if found:
+        ctx.notes.append(f"{len(found)} Transpose(s) swap the last two axes of a MatMul operand ({', '.join(_refs(found, 3))}): "
+                         "the matmul's transpose flag, fused by onnxruntime (FusedMatMul) and NPU compilers; not a layout change")
+    return {id(op) for op in found}
 
 
 def _through_quant(g: Graph, t: Tensor) -> bool:
@@ -592,7 +605,7 @@ def _role(ctx: _Context, op: Op) -> str | None:
     """What an op is doing, where that decides the pass that removes it: ``repeat`` (a
     BROADCAST_TO / gather that copies data out, as nearest upsampling exports), ``const_index``
     (a gather of activations by constant indices: a fixed selection), ``high_rank`` (its input
-    has more dims than the target takes), ``non_layout`` (a TRANSPOSE that is not NCHW<->NHWC)."""
+    has more dims than the target takes), ``non_layout`` (a TRANSPOSE that is not NCHW<->NHWC), ``layout`` (one that is)."""
     x = op.inputs[0] if op.inputs else None
     y = op.outputs[0] if op.outputs else None
     if x is None or y is None:
@@ -612,8 +625,8 @@ def _role(ctx: _Context, op: Op) -> str | None:
             return "const_index"
     if x.rank is not None and x.rank > ctx.t.max_rank:
         return "high_rank"
-    if op.type in _TRANSPOSE and op.attrs.get("perm") is not None and not _is_layout_perm(op.attrs["perm"]):
-        return "non_layout"
+    if op.type in _TRANSPOSE and op.attrs.get("perm") is not None:
+        return "layout" if _is_layout_perm(op.attrs["perm"]) else "non_layout"
     return None
 
 

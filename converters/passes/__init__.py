@@ -28,13 +28,16 @@ from typing import Any, Iterable, Sequence
 
 from edgekit.errors import ConversionError, EdgekitError, UsageError
 
-__all__ = ["PassSpec", "PASSES", "pipeline_for", "run_pipeline", "validate_selection"]
+__all__ = ["PassSpec", "PASSES", "pipeline_for", "run_pipeline", "stage_passes", "validate_selection"]
 
 
 @dataclass(frozen=True)
 class PassSpec:
     module: str  # import path of the pass's file
     stage: str  # "program" | "tflite"
+    # the formats whose artifacts it is for (None: all). A layout rewrite is for the formats that
+    # store tensors that way: NHWC for TFLite; ONNX and CoreML ops are channels-first by definition.
+    formats: tuple[str, ...] | None = None
 
 
 _P = "edgekit.converters.passes."
@@ -49,15 +52,15 @@ PASSES: dict[str, PassSpec] = {
     "frames_to_batch": PassSpec(_P + "frames_to_batch", "program"),
     "conv3d_to_conv2d": PassSpec(_P + "conv3d_to_conv2d", "program"),
     "upsample_nearest_native": PassSpec(_P + "upsample_nearest_native", "program"),
-    "attention_per_frame": PassSpec(_P + "attention_per_frame", "program"),
+    "attention_per_frame": PassSpec(_P + "attention_per_frame", "program", ("onnx", "coreml")),
     "pixel_shuffle_to_depth_to_space": PassSpec(_P + "pixel_shuffle_to_depth_to_space", "program"),
     "mean_to_avgpool": PassSpec(_P + "mean_to_avgpool", "program"),
     "pixel_shuffle_to_transpose_conv": PassSpec(_P + "pixel_shuffle_to_transpose_conv", "program"),
-    "hardswish_decompose": PassSpec(_P + "hardswish_decompose", "program"),
+    "hardswish_decompose": PassSpec(_P + "hardswish_decompose", "tflite"),
     "approx_gelu_tanh": PassSpec(_P + "approx_gelu_tanh", "program"),
     "prelu_restore": PassSpec(_P + "prelu_restore", "program"),
     "resize_nearest_no_half_pixel": PassSpec(_P + "resize_nearest_no_half_pixel", "tflite"),
-    "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "program"),
+    "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "program", ("tflite",)),
 }
 
 
@@ -82,6 +85,13 @@ def validate_selection(target: str | None, passes: Sequence[str] | None = None, 
     return [p for p in wanted if p not in skip]
 
 
+def stage_passes(target: str | None, passes: Sequence[str] | None = None, skip: Iterable[str] = (), *,
+                 stage: str = "program", fmt: str | None = None) -> list[str]:
+    """The pass ids of one stage that run for an artifact of format ``fmt`` (None: any), in order."""
+    return [p for p in validate_selection(target, passes, skip)
+            if PASSES[p].stage == stage and (fmt is None or PASSES[p].formats is None or fmt in PASSES[p].formats)]
+
+
 NOT_AVAILABLE = "not available in this version of edgekit"
 
 
@@ -103,10 +113,12 @@ def run_pipeline(
     skip: Iterable[str] = (),
     *,
     stage: str = "program",
+    fmt: str | None = None,
     not_applied: dict[str, str] | None = None,
 ) -> tuple[Any, list[str]]:
     """Apply the passes of ``stage`` from ``target``'s pipeline (or the explicit ``passes``,
-    minus ``skip``) to ``program``; return ``(result, applied_ids)``.
+    minus ``skip``) to ``program``; return ``(result, applied_ids)``. With ``fmt``, only the
+    passes meant for that format's artifact run (see :attr:`PassSpec.formats`).
 
     The identity for ``target=None`` with no passes. A pass whose ``check`` gives a reason (or
     that this version does not have) is not applied; the reason goes into ``not_applied`` (when
@@ -114,13 +126,11 @@ def run_pipeline(
     missing rewrite would have fixed. A pass that fails raises a
     :class:`ConversionError` naming it.
     """
-    selected = validate_selection(target, passes, skip)
+    selected = stage_passes(target, passes, skip, stage=stage, fmt=fmt)
     applied: list[str] = []
     if program is None:
         return program, applied
     for pass_id in selected:
-        if PASSES[pass_id].stage != stage:
-            continue
         module = _module(pass_id)
         reason = NOT_AVAILABLE if module is None else module.check(program)
         if reason:

@@ -171,10 +171,42 @@ def test_gather_onnx(onnx_models):
 
 
 def test_sr_onnx_crd_depth_to_space_and_nchw_boundary(onnx_models):
+    """An NCHW boundary is ONNX's own layout (the execution provider picks the storage): not a
+    finding; the CRD DepthToSpace is."""
     report = lint(onnx_models["onnx_sr"], "generic-npu")
     [d2s] = _by(report, "op-constraint", "DepthToSpace")
     assert d2s.severity == "warning" and "CRD" in d2s.message and d2s.fix_pass == "pixel_shuffle_to_depth_to_space"
-    assert sorted(f.details["position"] for f in _by(report, "layout")) == ["input", "output"]
+    assert _by(report, "layout") == []
+
+
+def test_internal_layout_transpose_in_onnx(tmp_path):
+    """Token-major attention in a channels-first ONNX graph: the layout Transposes into and out of
+    the tokens are errors (fixed by attention_per_frame), kᵀ feeding MatMul is only noted."""
+    torch = pytest.importorskip("torch")
+    from edgekit.zoo.video_decoder import FrameSelfAttention
+
+    class Attn2d(torch.nn.Module):  # FrameSelfAttention's token-major core on one NCHW image
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 8, 1)
+            self.attn = FrameSelfAttention(8)
+
+        def forward(self, x):
+            n, c, h, w = x.shape
+            y = self.conv(x).permute(0, 2, 3, 1).reshape(n, h * w, c)
+            a = self.attn
+            s = torch.softmax(torch.matmul(a.q(y), a.k(y).transpose(1, 2)) * a.scale, dim=-1)
+            out = a.proj(torch.matmul(s, a.v(y)))
+            return x + out.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+    path = tmp_path / "attn.onnx"
+    torch.onnx.export(Attn2d().eval(), (torch.randn(1, 8, 4, 4),), str(path), dynamo=True, external_data=False)
+    report = lint(path, "generic-npu")
+    layout = _by(report, "layout")
+    assert sorted(f.details["perm"] for f in layout) == [[0, 2, 3, 1], [0, 3, 1, 2]], [f.message for f in layout]
+    assert all(f.details["position"] == "internal" and f.fix_pass == "attention_per_frame" for f in layout)
+    assert not [f for f in report.findings if f.rule == "op-forbidden" and f.op == "Transpose"]
+    assert any("MatMul operand" in n for n in report.notes), report.notes
 
 
 def test_nhwc_boundary_transposes_are_fine_in_onnx(onnx_models):

@@ -92,7 +92,7 @@ def test_fix_table_keys_name_real_ops():
     onnx_defs = pytest.importorskip("onnx").defs
     builtins = _tflite_ops()
     mil = {"gather", "gather_nd", "gather_along_axis", "scatter", "scatter_nd", "scatter_along_axis"}
-    roles = {"repeat", "high_rank", "non_layout", "const_index"}
+    roles = {"repeat", "high_rank", "non_layout", "layout", "const_index"}
     for key in load_target("generic-npu").fixes:
         head, _, tail = key.partition(".")
         if head in ("dtype", "rank", "shape"):
