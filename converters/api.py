@@ -262,6 +262,7 @@ def convert(
                                                      stage="tflite", not_applied=not_applied)
                     exported[fmt].path = path
                     exported[fmt].passes.extend(tfl_applied)
+                    applied.extend(p for p in tfl_applied if p not in applied)
             except EdgekitError as e:
                 _remove(dest)
                 secs = time.perf_counter() - t0
@@ -563,7 +564,8 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
         verification, session = V.verify_artifact(result.path, cases, cap.reference, output_names=cap.output_names,
                                                   precision=precision, task=cap.task, peak=peak,
                                                   references=shared["references"], reference64=cap.reference64,
-                                                  loader=_layout_loader(art))
+                                                  loader=_layout_loader(art),
+                                                  approximate=[p for p in art.passes if p.startswith("approx_")])
         _adopt_runtime_specs(art, getattr(session, "inner", session))  # the artifact's own specs
     except EdgekitError as e:
         verification = {"status": "failed", "reason": f"the runtime cannot run it: {e}"}

@@ -9,6 +9,7 @@ model on 2 cores), the user two-stage SR model runs by default.
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,65 @@ def test_zoo_model_generic_npu(converted, name):
     facts = _check_bundle(r, shuffles=1 if card.task == "super-resolve" else 0)
     if card.task == "super-resolve":
         assert "pixel_shuffle_to_depth_to_space" in facts["manifest"].extra["convert"]["passes"]
+
+
+# ------------------------------------------------------------------------------ video decoders
+
+VIDEO_MODELS = Path(__file__).resolve().parents[1] / "passes" / "_video_models.py"
+
+
+def _check_video_bundle(result, *, attention_blocks: int) -> dict:
+    """Every artifact verified and lint-clean for generic-npu; TFLite rank ≤ 4 with no CONV_3D,
+    gather, BROADCAST_TO or TRANSPOSE; ONNX with no Transpose but attention's MatMul operands;
+    the frames in batch as THWC (TFLite) and TCHW (ONNX, CoreML), read back as NCTHW."""
+    status = {a.format: a for a in result.artifacts}
+    assert status["onnx"].status == "passed", status["onnx"].reason
+    assert status["tflite"].status == "passed", status["tflite"].reason
+    assert status["coreml"].status in ("passed", "skipped"), status["coreml"].reason
+    m = read_manifest(result.bundle)
+    arts = {a.format: a for a in m.artifacts}
+    for fmt, want in (("tflite", "THWC"), ("onnx", "TCHW"), ("coreml", "TCHW")):
+        tensors = [*arts[fmt].inputs, *arts[fmt].outputs]
+        assert [t.layout for t in tensors] == [want] * len(tensors), (fmt, [(t.name, t.layout) for t in tensors])
+        assert set(arts[fmt].source_layouts.values()) == {"NCTHW"}
+    for name in ("model.tflite", "model.onnx", "model.mlpackage"):
+        report = lint(result.bundle / name, TARGET)
+        assert report.passed and not report.warnings, (name, [(f.op, f.rule, f.message) for f in report.findings])
+    ops = collections.Counter(_tflite_ops(result.bundle / "model.tflite"))
+    assert not [k for k in ops if k in ("TRANSPOSE", "CONV_3D", "BROADCAST_TO") or k.startswith("GATHER")], ops
+    onnx_ops = _onnx_ops(result.bundle / "model.onnx")
+    assert onnx_ops["Transpose"] == 2 * attention_blocks and "Gather" not in onnx_ops, onnx_ops
+    assert onnx_ops["MatMul"] == 2 * attention_blocks
+    return {"ops": ops, "onnx_ops": onnx_ops, "manifest": m}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,attention_blocks", [("video_decoder_ref", 1), ("video_decoder_turbo", 0)])
+def test_zoo_video_decoder_generic_npu(converted, name, attention_blocks):
+    r = converted(name, formats="onnx,tflite,coreml", input_shapes=[(1, 16, 2, 8, 8)], target=TARGET, bench_runs=0)
+    facts = _check_video_bundle(r, attention_blocks=attention_blocks)
+    assert "frames_to_batch" in facts["manifest"].extra["convert"]["passes"]
+    import edgekit
+    import numpy as np
+
+    with edgekit.load(r.bundle) as session:  # the bundle takes and gives the source's NCTHW clip
+        assert session.inputs[0].layout == "NCTHW" and tuple(session.inputs[0].shape) == (1, 16, 2, 8, 8)
+        out = session.run({session.inputs[0].name: np.zeros((1, 16, 2, 8, 8), np.float32)})
+        assert next(iter(out.values())).shape == tuple(facts["manifest"].extra["convert"]["output_shapes"][0])
+
+
+@pytest.mark.slow
+def test_user_video_model_generic_npu(converted):
+    """Unseen user code: grouped causal Conv3d, GroupNorm on the 5-D clip, fused-qkv per-frame
+    attention, nearest (1,2,2) and (2,2,2) upsampling, a non-causal grouped Conv3d and the
+    8-D-permute 3-D pixel shuffle, all in one model."""
+    r = converted(f"{VIDEO_MODELS}:UserVideoModel", formats="onnx,tflite,coreml", input_shapes=[(1, 4, 2, 4, 4)],
+                  target=TARGET, bench_runs=0)
+    facts = _check_video_bundle(r, attention_blocks=1)
+    applied = set(facts["manifest"].extra["convert"]["passes"])
+    assert {"groupnorm_decompose", "pixel_shuffle_3d_to_4d", "frames_to_batch", "attention_per_frame",
+            "pixel_shuffle_to_depth_to_space", "nhwc_boundary"} <= applied, applied
+    # frames_to_batch already lowers the Conv3d and 3-D nearest ops it folds: the dedicated passes
+    # find nothing left (and say so in the manifest)
+    skipped = facts["manifest"].extra["convert"]["passes_not_applied"]
+    assert "no Conv3d" in skipped["conv3d_to_conv2d"] and "no upsample_nearest3d" in skipped["upsample_nearest_native"], skipped
