@@ -446,7 +446,10 @@ def _example_kwargs(program: Any, kwargs: dict, names: Sequence[str]) -> dict:
         return kwargs
     args, kw = program.example_inputs
     own = dict(kw) if kw else dict(zip(names, args))
-    return {n: (kwargs[n] if n in kwargs and n in own and tuple(kwargs[n].shape) == tuple(own[n].shape) else own.get(n, kwargs.get(n)))
+    def same(a: Any, b: Any) -> bool:  # int64_to_int32 changes the dtype, nhwc_boundary the shape
+        return tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
+
+    return {n: (kwargs[n] if n in kwargs and n in own and same(kwargs[n], own[n]) else own.get(n, kwargs.get(n)))
             for n in names}
 
 

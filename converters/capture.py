@@ -179,10 +179,8 @@ def _classify(source: Any) -> tuple[str, str]:
             from edgekit.errors import MissingDependency
 
             raise MissingDependency("torch", "edgekit convert", extra="convert") from None
-        if isinstance(source, torch.export.ExportedProgram):
-            return "exported-program", "ExportedProgram"
-        if isinstance(source, torch.nn.Module):
-            return "object", type(source).__name__
+        if isinstance(source, (torch.nn.Module, torch.export.ExportedProgram)):
+            return "object", type(source).__name__  # in memory: captured as given, nothing to load
         raise UsageError(f"cannot convert a {type(source).__name__}",
                          hint="pass a zoo name, file.py:callable, package.module:callable, a .pt2/.onnx file, "
                               "an nn.Module or an ExportedProgram")

@@ -259,6 +259,17 @@ def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
 # Verifying an artifact
 
 
+def _as_input(a: np.ndarray, dtype: str | None) -> np.ndarray:
+    """An integer case for an artifact that takes a narrower integer (int64 token ids for an
+    int32 input, as int64_to_int32 and litert-torch make it), when every value fits."""
+    want = np.dtype(dtype) if dtype else a.dtype
+    if a.dtype != want and a.dtype.kind in "iu" and want.kind in "iu":
+        info = np.iinfo(want)
+        if a.size == 0 or (a.min() >= info.min and a.max() <= info.max):
+            return a.astype(want)
+    return a
+
+
 def verify_artifact(
     path: Path,
     cases: Sequence[Case],
@@ -306,7 +317,7 @@ def verify_artifact(
     refs_cache = references if references is not None else [reference(c.source) for c in cases]
     artifact_outs: list[list[np.ndarray]] = []
     for case, refs in zip(cases, refs_cache):
-        feed = {spec.name: a for spec, a in zip(session.inputs, case.artifact)}
+        feed = {spec.name: _as_input(a, getattr(spec, "dtype", None)) for spec, a in zip(session.inputs, case.artifact)}
         got = session.run(feed)
         got_list = [got[spec.name] for spec in session.outputs]
         artifact_outs.append(got_list)
