@@ -4,7 +4,6 @@ fake session for pipeline tests that need no model at all."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -77,9 +76,3 @@ class FakeSession:
 def fake_session():
     return FakeSession
 
-
-def demo_env(**extra: str) -> dict[str, str]:
-    """Environment for demo subprocesses: no display (headless), repo importable."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "EDGEKIT_DEBUG")}
-    env.update(extra)
-    return env

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -170,3 +171,10 @@ def write_clip(path: Path, frames: int = 20, size=(320, 240), fps: float = 30.0)
         writer.write(img)
     writer.release()
     return path
+
+
+def demo_env(**extra: str) -> dict[str, str]:
+    """Environment for demo subprocesses: no display (headless), repo importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "EDGEKIT_DEBUG")}
+    env.update(extra)
+    return env

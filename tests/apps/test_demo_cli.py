@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import demo_env
+from demo_standins import demo_env
 from edgekit.apps.camera.app import DemoOptions, DemoSink, run_demo
 from edgekit.apps.camera.models import default_bundle_ready
 from edgekit.apps.camera.record import count_frames

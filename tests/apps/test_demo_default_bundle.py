@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import demo_env
+from demo_standins import demo_env
 from edgekit.apps.camera.models import DEFAULT_BUNDLE_DIR, DEFAULT_SR_INPUT, default_bundle_ready
 
 needs_bundle = pytest.mark.skipif(not default_bundle_ready(),

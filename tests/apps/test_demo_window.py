@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import demo_env
+from demo_standins import demo_env
 
 pytestmark = pytest.mark.xvfb
 
