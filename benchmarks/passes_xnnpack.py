@@ -16,6 +16,10 @@ DEPTH_TO_SPACE, PRELU, total) and the largest tensor rank, the passes applied, a
 others did not apply. Models whose conversion fails are reported with the reason (the video
 decoders depend on the 5-D passes).
 
+Every model record carries its own ``created`` time. A run with ``--models`` merges its records
+into the existing ``results/passes_xnnpack.json`` (the other models' records stay as they were);
+if its threads, host or tool versions differ from the file's, its records say so.
+
     python benchmarks/passes_xnnpack.py                  # all zoo models, ~15-25 min on 2 cores
     python benchmarks/passes_xnnpack.py --models espcn_x2 mobilenet_v2 --rounds 6
 """
@@ -146,6 +150,26 @@ def measure(rec: dict[str, Any], threads: int, rounds: int, per_block: int) -> N
     })
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` (a run over some models) merged into ``old`` (the file): other models' records are
+    kept, each with its ``created`` (the file's for records written before records had one);
+    where the run's threads, host or versions differ from the file's, its records carry them."""
+    models = old.get("models", {})
+    for rec in models.values():
+        rec.setdefault("created", old.get("created"))
+    for key in ("threads", "host", "cpu_count", "versions"):
+        if key in old and old[key] != new[key]:
+            for rec in new["models"].values():
+                rec[key] = new[key]
+            new[key] = old[key]
+    models.update(new["models"])
+    return {**new, "models": models}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", help="zoo names (default: all)")
@@ -188,6 +212,7 @@ def main() -> None:
                   f"ratio {rec['median_block_ratio']}", flush=True)
         for k in [k for k in rec if k.endswith("_path")]:
             rec[k] = str(Path(rec[k]).relative_to(HERE.parent)) if HERE.parent in Path(rec[k]).parents else rec[k]
+        rec["created"] = _now()
         results[name] = rec
     import ai_edge_litert
     import litert_torch
@@ -199,14 +224,12 @@ def main() -> None:
         "note": "shared 2-core machine with other jobs running: ratios are the robust number, absolute ms are noisy",
         "versions": {"ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
                      "litert_torch": getattr(litert_torch, "__version__", "?")},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": _now(),
         "models": results,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     if args.models and OUT.exists():  # a partial run updates the models it measured
-        old = json.loads(OUT.read_text())
-        old.get("models", {}).update(results)
-        doc["models"] = old.get("models", results)
+        doc = merge(json.loads(OUT.read_text()), doc)
     tmp = OUT.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, OUT)

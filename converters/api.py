@@ -164,7 +164,7 @@ def convert(
     if bench_runs < 0:
         raise UsageError(f"bench_runs must be >= 0, got {bench_runs}")
     # Refuse a bad target or pass ids before any expensive work.
-    from edgekit.converters.passes import run_pipeline, stage_passes
+    from edgekit.converters.passes import PASSES, run_pipeline, stage_passes
 
     run_pipeline(None, target, passes, skip_passes)
 
@@ -226,6 +226,9 @@ def convert(
             applied = list(dict.fromkeys(p for r in rewritten.values() for p in r.applied))
             for pass_id in applied:  # applied for some format: not "not applied"
                 not_applied.pop(pass_id, None)
+            for pass_id in stage_passes(target, passes, skip_passes):  # meant for formats not asked for
+                if all(pass_id not in stage_passes(target, passes, skip_passes, fmt=f) for f in fmts):
+                    not_applied[pass_id] = f"for {' and '.join(PASSES[pass_id].formats or ())} artifacts only"
             if target or passes:
                 rw.message += f": applied {', '.join(applied) or 'none'}; {len(not_applied)} not applied (see edgekit.json)"
 

@@ -132,9 +132,15 @@ def _check_video_bundle(result, *, attention_blocks: int) -> dict:
         tensors = [*arts[fmt].inputs, *arts[fmt].outputs]
         assert [t.layout for t in tensors] == [want] * len(tensors), (fmt, [(t.name, t.layout) for t in tensors])
         assert set(arts[fmt].source_layouts.values()) == {"NCTHW"}
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
     for name in ("model.tflite", "model.onnx", "model.mlpackage"):
         report = lint(result.bundle / name, TARGET)
         assert report.passed and not report.warnings, (name, [(f.op, f.rule, f.message) for f in report.findings])
+        cli = CliRunner().invoke(app, ["lint", str(result.bundle / name), "--target", TARGET])
+        assert cli.exit_code == 0, cli.output
     ops = collections.Counter(_tflite_ops(result.bundle / "model.tflite"))
     assert not [k for k in ops if k in ("TRANSPOSE", "CONV_3D", "BROADCAST_TO") or k.startswith("GATHER")], ops
     onnx_ops = _onnx_ops(result.bundle / "model.onnx")
@@ -173,3 +179,14 @@ def test_user_video_model_generic_npu(converted):
     # find nothing left (and say so in the manifest)
     skipped = facts["manifest"].extra["convert"]["passes_not_applied"]
     assert "no Conv3d" in skipped["conv3d_to_conv2d"] and "no upsample_nearest3d" in skipped["upsample_nearest_native"], skipped
+
+
+def test_layout_passes_follow_the_format(converted, user):
+    """nhwc_boundary is for TFLite, attention_per_frame for ONNX and CoreML: asked for an ONNX
+    artifact only, the manifest says why nhwc_boundary did not run, and the ONNX stays NCHW."""
+    r = converted(user("two_stage_sr"), formats="onnx", passes=["nhwc_boundary", "prelu_restore"], bench_runs=0)
+    conv = r.manifest.extra["convert"]
+    assert conv["passes"] == ["prelu_restore"]
+    assert conv["passes_not_applied"]["nhwc_boundary"] == "for tflite artifacts only"
+    (art,) = r.manifest.artifacts
+    assert [t.layout for t in art.inputs] == ["NCHW"] and _onnx_ops(r.bundle / "model.onnx")["Transpose"] == 0
