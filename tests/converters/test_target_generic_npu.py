@@ -1,6 +1,7 @@
 """`edgekit convert --target generic-npu`: MobileNets, SR nets and user models come out
 verified against the source, pixel shuffle as DEPTH_TO_SPACE, no TRANSPOSE in TFLite (NHWC
-boundary) or ONNX (channels-first, as ONNX ops are), and lint-clean TFLite and ONNX for generic-npu.
+boundary) or ONNX (channels-first, as ONNX ops are), and lint-clean TFLite, ONNX and CoreML for
+generic-npu.
 
 One conversion per model (cached per session); the zoo sweep is slow-marked (about 30-60 s a
 model on 2 cores), the user two-stage SR model runs by default.
@@ -71,8 +72,9 @@ def _check_bundle(result, *, shuffles: int, prelu: int | None = None) -> dict:
     report = lint(tfl, TARGET)
     assert report.passed, [(f.op, f.rule, f.message) for f in report.errors]
     assert not [f for f in report.warnings if f.rule == "prelu-decomposed"], "PReLU left split"
-    onnx_report = lint(result.bundle / "model.onnx", TARGET)
-    assert onnx_report.passed, [(f.op, f.rule, f.message) for f in onnx_report.errors]
+    for other in ("model.onnx", "model.mlpackage"):
+        other_report = lint(result.bundle / other, TARGET)
+        assert other_report.passed, (other, [(f.op, f.rule, f.message) for f in other_report.errors])
     onnx_ops = _onnx_ops(result.bundle / "model.onnx")
     assert onnx_ops["DepthToSpace"] == shuffles and onnx_ops["Transpose"] == 0, onnx_ops
     return {"ops": ops, "manifest": m, "warnings": [(f.op, f.rule) for f in report.warnings]}
