@@ -44,8 +44,8 @@ TARGET = "generic-npu"
 COUNTED = ("TRANSPOSE", "RESHAPE", "CONV_3D", "DEPTH_TO_SPACE", "PRELU", "GATHER", "BROADCAST_TO")
 
 
-def op_stats(path: Path) -> dict[str, Any]:
-    """Op counts and the largest tensor rank of a .tflite file."""
+def tflite_op_list(path: Path) -> tuple[list[str], int]:
+    """The builtin op names of a .tflite file in order, and its largest tensor rank."""
     from ai_edge_litert import schema_py_generated as S
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -55,6 +55,12 @@ def op_stats(path: Path) -> dict[str, Any]:
     ops = [names[max(codes[o.opcodeIndex].builtinCode, codes[o.opcodeIndex].deprecatedBuiltinCode)]
            for g in model.subgraphs for o in g.operators]
     rank = max((len(t.shape) for g in model.subgraphs for t in g.tensors if t.shape is not None), default=0)
+    return ops, rank
+
+
+def op_stats(path: Path) -> dict[str, Any]:
+    """Op counts and the largest tensor rank of a .tflite file."""
+    ops, rank = tflite_op_list(path)
     out = {k: ops.count(k) for k in COUNTED}
     out.update({"total_ops": len(ops), "max_rank": rank})
     return out
