@@ -128,7 +128,7 @@ def test_zoo_decoders_generic_npu_have_no_transpose(tmp_path, name):
 
     model = zoo.create(name).eval()
     z = latent((1, 16, 2, 8, 8), seed=4)
-    prog, _ = run_pipeline(export(model, z), "generic-npu")
+    prog, _ = run_pipeline(export(model, z), "generic-npu", fmt="tflite")
     lay = next(iter(prog.graph_module.meta[_fx.LAYOUT_META]["inputs"].values()))
     assert (lay["source"], lay["artifact"]) == ("NCTHW", "THWC"), lay
     _fx2d.register_litert()
