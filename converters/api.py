@@ -178,8 +178,9 @@ def convert(
             cap = cap_mod.capture(source, weights=weights, pretrained=pretrained, input_shapes=input_shapes,
                                   task=task, mean=mean, std=std)
             fold = cap.fold_spec(input_layout) if fold_preprocess else None
-            # ONNX → ONNX is optimised directly; everything else goes through a torch program.
-            direct_onnx = cap.onnx_path is not None and fold is None and precision == "fp32"
+            # ONNX → ONNX is optimised directly, unless rewrites are asked for; everything else goes
+            # through a torch program.
+            direct_onnx = cap.onnx_path is not None and fold is None and precision == "fp32" and not (target or passes)
             needs_torch = [f for f in fmts if f != "onnx" or not direct_onnx]
             programs: dict[str, tuple[Any, dict]] = {}
             capture_errors: dict[str, ConversionError] = {}

@@ -192,3 +192,29 @@ def test_layout_passes_follow_the_format(converted, user):
     assert conv["passes_not_applied"]["nhwc_boundary"] == "for tflite artifacts only"
     (art,) = r.manifest.artifacts
     assert [t.layout for t in art.inputs] == ["NCHW"] and _onnx_ops(r.bundle / "model.onnx")["Transpose"] == 0
+
+
+def test_onnx_source_gets_the_rewrites_too(converted, tmp_path_factory):
+    """An ONNX source with --target goes through edgekit's importer, so the ONNX artifact is
+    rewritten as well (direct ONNX → ONNX optimisation would keep PyTorch's CRD DepthToSpace)."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import user_models
+
+    model, x = user_models.two_stage_sr()
+    src = tmp_path_factory.mktemp("onnx_src") / "sr.onnx"
+    torch.onnx.export(model, x, str(src), dynamo=True, external_data=False)
+    r = converted(src, formats="onnx,tflite", target=TARGET, bench_runs=0)
+    assert all(a.status == "passed" for a in r.artifacts), [(a.format, a.reason) for a in r.artifacts]
+    onnx_art = r.manifest.artifact_for("onnx")
+    assert "pixel_shuffle_to_depth_to_space" in onnx_art.passes
+    report = lint(r.bundle / "model.onnx", TARGET)
+    assert report.passed and not report.warnings, [(f.op, f.rule, f.message) for f in report.findings]
+    import onnx
+
+    modes = [a.s.decode() for n in onnx.load(str(r.bundle / "model.onnx")).graph.node if n.op_type == "DepthToSpace"
+             for a in n.attribute if a.name == "mode"]
+    assert modes == ["DCR", "DCR"], modes
