@@ -154,8 +154,11 @@ def convert(
     t_start = time.perf_counter()
     report = progress or (lambda e: None)
     fmts = _parse_formats(formats)
-    if precision not in ("fp32", "fp16"):
-        raise UsageError(f"unknown precision '{precision}'", hint="choose fp32 or fp16")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise UsageError(f"unknown precision '{precision}'", hint="choose fp32, fp16 or int8")
+    if precision == "int8" and fmts != ["tflite"]:
+        raise UsageError(f"--precision int8 writes TFLite only (full-integer, for int8 accelerators); asked for {', '.join(fmts)}",
+                         hint="use --to tflite with int8, or fp32/fp16 for the other formats")
     if input_layout not in ("NCHW", "NHWC"):
         raise UsageError(f"unknown input layout '{input_layout}'", hint="choose NCHW or NHWC")
     if input_layout != "NCHW" and not fold_preprocess:
@@ -254,7 +257,8 @@ def convert(
                     kwargs = dict(zip(cap.input_names, cap.example_inputs))
                 request = ExportRequest(
                     program=program, kwargs=kwargs, input_names=list(cap.input_names),
-                    output_names=list(cap.output_names), dest=dest, precision=precision, task=cap.task,
+                    output_names=list(cap.output_names), dest=dest, task=cap.task,
+                    precision="fp32" if precision == "int8" else precision,  # int8: quantized after the TFLite passes
                     onnx_source=cap.onnx_path if (fmt == "onnx" and direct_onnx) else None,
                     image_input={"color_layout": fold.color_order} if (fmt == "coreml" and fold is not None) else None,
                     labels=cap.preprocess.get("labels"),
@@ -267,8 +271,11 @@ def convert(
                     exported[fmt].path = path
                     exported[fmt].passes.extend(tfl_applied)
                     applied.extend(p for p in tfl_applied if p not in applied)
+                if precision == "int8":  # after the TFLite passes: they rewrite float ops
+                    _quantize(exported[fmt], cap, by_fmt[fmt]["main"].io_layouts)
             except EdgekitError as e:
                 _remove(dest)
+                exported.pop(fmt, None)  # a format-level step after the export failed: nothing to verify
                 secs = time.perf_counter() - t0
                 failures.append({"format": fmt, "stage": getattr(e, "stage", "export"), "reason": str(e)})
                 statuses[fmt] = ArtifactStatus(fmt, "export-failed", reason=str(e), export_seconds=round(secs, 2))
@@ -436,8 +443,11 @@ def _artifact(fmt: str, result: Any, cap: Any, fold: Any, precision: str, applie
                for n, s, lay in zip(cap.output_names, cap.output_shapes, cap.output_layouts)]
     inputs, outputs = _rewritten_layouts(fmt, result, inputs, outputs, source_layouts, io_layouts)
     extra: dict[str, Any] = {"notes": result.notes} if result.notes else {}
-    if result.extra:
-        extra[fmt] = result.extra
+    own = {k: v for k, v in result.extra.items() if k != "quantized_io"}
+    if own:
+        extra[fmt] = own
+    if "quantized_io" in result.extra:  # read by bundle sessions (edgekit.runtimes.bundle_session)
+        extra["quantized_io"] = result.extra["quantized_io"]
     return Artifact(path=result.path.name, format=fmt, inputs=inputs, outputs=outputs, target=None,
                     precision=precision, passes=[*applied, *result.passes], source_layouts=source_layouts,
                     extra=extra)
@@ -514,21 +524,51 @@ def _rewritten_layouts(fmt: str, result: Any, inputs: list[TensorSpec], outputs:
 
 
 def _layout_loader(art: Artifact) -> Callable[[Path], Any] | None:
-    """A loader for verification that feeds and returns the source layouts (None: no change)."""
-    if not art.source_layouts:
+    """A loader for verification that feeds and returns the source's layouts and float dtypes,
+    as a bundle session does (None: no change)."""
+    quantized = art.extra.get("quantized_io")
+    if not art.source_layouts and not quantized:
         return None
     layouts = {t.name: t.layout for t in (*art.inputs, *art.outputs)}
 
     def load(path: Path) -> Any:
         import edgekit
-        from edgekit.runtimes.bundle_session import LayoutSession
+        from edgekit.runtimes.bundle_session import LayoutSession, QuantizedIOSession
 
         inner = edgekit.load(path)
         inner.inputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.inputs]
         inner.outputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.outputs]
-        return LayoutSession(inner, art.source_layouts)
+        session = QuantizedIOSession(inner, quantized) if quantized else inner
+        return LayoutSession(session, art.source_layouts) if art.source_layouts else session
 
     return load
+
+
+def _innermost(session: Any) -> Any:
+    while hasattr(session, "inner"):
+        session = session.inner
+    return session
+
+
+def _quantize(result: Any, cap: Any, io_layouts: dict | None) -> None:
+    """Full-integer int8 quantization of the exported TFLite in place (see
+    :mod:`edgekit.converters.quantize`), calibrated on inputs in the file's layouts."""
+    import numpy as np
+
+    from edgekit.converters import quantize
+    from edgekit.runtimes.bundle_session import LayoutMap
+
+    dtypes = [np.dtype(str(t.dtype).replace("torch.", "")) for t in cap.example_inputs]
+    samples, what = quantize.calibration_inputs(cap.input_shapes, dtypes, preprocess=cap.preprocess)
+    moves = {name: LayoutMap(lay["source"], lay["artifact"])
+             for name, lay in ((io_layouts or {}).get("inputs") or {}).items() if lay["source"] != lay["artifact"]}
+    feeds = [{n: (moves[n](a) if n in moves else a) for n, a in zip(cap.input_names, arrays)} for arrays in samples]
+    if quantize.prepare_for_int8(result.path):
+        result.passes.append(quantize.PREP_PASS)
+    result.extra["quantized_io"] = quantize.quantize_int8(result.path, feeds)
+    result.passes.append(f"{quantize.INT8_PASS} on {what}")
+    result.notes.append("int8 weights, activations, inputs and outputs; a bundle session quantizes and dequantizes "
+                        "at the boundary (quantized_io)")
 
 
 def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision: str, st: ArtifactStatus,
@@ -561,7 +601,8 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
         example = [t.numpy() for t in cap.example_inputs]
         shared["cases"] = V.make_cases([tuple(t.shape) for t in cap.example_inputs], [a.dtype for a in example],
                                        task=cap.task, preprocess=preprocess, fold=fold,
-                                       example=example if fold is None else None)
+                                       example=example if fold is None else None,
+                                       normal=precision != "int8")  # int8 saturates outside its calibrated range
         shared["references"] = [cap.reference(c.source) for c in shared["cases"]]
     cases = shared["cases"]
     if fmt == "coreml" and fold is not None and fold.input_layout == "NHWC":  # CoreML images are NCHW
@@ -573,7 +614,7 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
                                                   references=shared["references"], reference64=cap.reference64,
                                                   loader=_layout_loader(art),
                                                   approximate=[p for p in art.passes if p.startswith("approx_")])
-        _adopt_runtime_specs(art, getattr(session, "inner", session))  # the artifact's own specs
+        _adopt_runtime_specs(art, _innermost(session))  # the artifact's own specs
     except EdgekitError as e:
         verification = {"status": "failed", "reason": f"the runtime cannot run it: {e}"}
     except Exception as e:  # noqa: BLE001 - a runtime crash on this artifact fails this artifact only

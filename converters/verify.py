@@ -75,6 +75,14 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("fp16", "classify"): Tolerance(max_rel=1e-2, cosine=0.9999, top1=1.0),
     ("fp16", "super-resolve"): Tolerance(max_rel=2e-2, cosine=0.9999, psnr_db=45.0),
     ("fp16", "decode-video"): Tolerance(max_rel=5e-2, cosine=0.9999, psnr_db=40.0),
+    # int8 (full-integer, photo-calibrated; verified without the standard-normal case, which
+    # saturates by design). Measured worst case over the verification cases: quicksrnet_small
+    # PSNR 33.3 dB, sesr_m5 35.0 dB, espcn 28.9 dB (its tanh quantizes coarsely, on noise input);
+    # MobileNetV2 (random weights) cosine 0.9969.
+    ("int8", "*"): Tolerance(max_rel=0.25, cosine=0.98),
+    ("int8", "classify"): Tolerance(max_rel=0.25, cosine=0.98),
+    ("int8", "super-resolve"): Tolerance(max_rel=0.25, cosine=0.99, psnr_db=28.0),
+    ("int8", "decode-video"): Tolerance(max_rel=0.25, cosine=0.98, psnr_db=25.0),
 }
 
 
@@ -170,11 +178,12 @@ IMAGE_PHOTO = {"classify": "chelsea", "super-resolve": "astronaut"}
 
 def make_cases(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype], *, task: str,
                preprocess: dict[str, Any], fold: FoldSpec | None, example: Sequence[np.ndarray] | None = None,
-               n_random: int = 3, seed: int = 1234) -> list[Case]:
+               n_random: int = 3, seed: int = 1234, normal: bool = True) -> list[Case]:
     """Seeded random cases, the example inputs, and a photo for image models.
 
     Without folding, random inputs are uniform in the card's value range (``[0, 1)`` when
-    unknown) plus one standard-normal case (negative values reach PReLU/ReLU branches); with
+    unknown) plus, with ``normal``, one standard-normal case (negative values reach PReLU/ReLU
+    branches; an int8 artifact saturates there by design, so it is verified without it); with
     folding they are random pixels 0..255 and the source gets them normalised.
     """
     rng = np.random.default_rng(seed)
@@ -192,11 +201,11 @@ def make_cases(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtyp
             arrays = []
             for shape, dt in zip(input_shapes, dtypes):
                 if np.issubdtype(dt, np.floating):
-                    a = rng.standard_normal(shape) if i == n_random - 1 else rng.random(shape) * (hi - lo) + lo
+                    a = rng.standard_normal(shape) if (normal and i == n_random - 1) else rng.random(shape) * (hi - lo) + lo
                 else:
                     a = rng.integers(0, 2, shape)
                 arrays.append(a.astype(dt))
-            cases.append(Case("random-normal" if i == n_random - 1 else f"random-{i}", arrays, arrays))
+            cases.append(Case("random-normal" if (normal and i == n_random - 1) else f"random-{i}", arrays, arrays))
     photo = _photo_case(input_shapes, task, preprocess, fold)
     if photo is not None:
         cases.append(photo)

@@ -20,6 +20,11 @@ are in the source layout and it translates at the boundary, by letters:
 
 ``io_layout="artifact"`` keeps the artifact's own layout (no copies at the boundary).
 
+Quantized I/O. An int8 artifact (``--precision int8``) takes and returns integers; the manifest
+records each tensor's ``(scale, zero_point)`` in ``artifact.extra["quantized_io"]``, and with
+``io_layout="source"`` the session takes and returns float32 as the source did
+(:class:`QuantizedIOSession`); ``"artifact"`` gives the raw integers.
+
 Example::
 
     >>> s = edgekit.load("decoder_bundle/")                    # doctest: +SKIP
@@ -41,7 +46,7 @@ import numpy as np
 from edgekit.errors import BackendUnavailable, FeedError, InvalidModelFile, ModelFileNotFound, UsageError
 from edgekit.runtimes.base import Dim, Session, TensorSpec
 
-__all__ = ["open_bundle", "choose_artifact", "LayoutMap", "parse_layout", "LayoutSession"]
+__all__ = ["open_bundle", "choose_artifact", "LayoutMap", "parse_layout", "LayoutSession", "QuantizedIOSession"]
 
 IO_LAYOUTS = ("source", "artifact")
 
@@ -123,8 +128,11 @@ def open_bundle(folder: str | os.PathLike, backend: str = "auto", threads: int |
         session.inputs = _with_layouts(session.inputs, artifact.inputs, path, "inputs")
         session.outputs = _with_layouts(session.outputs, artifact.outputs, path, "outputs")
         session.__dict__.pop("_input_index", None)  # specs changed: rebuild the feed index
+        quantized = artifact.extra.get("quantized_io") or {}
         if io_layout is None:
-            io_layout = "source" if artifact.source_layouts else "artifact"
+            io_layout = "source" if (artifact.source_layouts or quantized) else "artifact"
+        if io_layout == "source" and quantized:
+            session = QuantizedIOSession(session, quantized)
         if io_layout == "source" and artifact.source_layouts:
             session = LayoutSession(session, artifact.source_layouts)
     except BaseException:
@@ -251,6 +259,44 @@ class LayoutMap:
         if perm != tuple(range(len(perm))):
             y = y.transpose(perm)
         return np.ascontiguousarray(y.reshape(out_shape))
+
+
+class QuantizedIOSession(Session):
+    """A session on an int8 (or uint8/int16) artifact that takes and returns float32 like its
+    source: inputs are quantized with the file's ``(scale, zero_point)`` (rounded to nearest,
+    saturated), outputs dequantized, so apps never hand-quantize. ``quant`` is the artifact's
+    ``quantized_io`` manifest entry: ``{tensor name: {"scale", "zero_point", "dtype"}}``."""
+
+    def __init__(self, inner: Session, quant: Mapping[str, Mapping[str, Any]]):
+        self.inner = inner
+        self.path, self.threads, self.init_ms = inner.path, inner.threads, inner.init_ms
+        self.backend, self.placement = inner.backend, inner.placement
+        self._quant = {name: (float(q["scale"]), int(q["zero_point"])) for name, q in quant.items()}
+        for spec in (*inner.inputs, *inner.outputs):
+            if spec.name in self._quant and not np.issubdtype(np.dtype(spec.dtype), np.integer):
+                raise InvalidModelFile(inner.path, f"quantized_io lists '{spec.name}', which is {spec.dtype} in the model",
+                                       hint="re-run `edgekit convert`")
+        self._dtypes = {s.name: np.dtype(s.dtype) for s in (*inner.inputs, *inner.outputs)}
+        self.inputs = [replace(s, dtype="float32") if s.name in self._quant else s for s in inner.inputs]
+        self.outputs = [replace(s, dtype="float32") if s.name in self._quant else s for s in inner.outputs]
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inner_feed = {}
+        for name, x in feed.items():
+            if name in self._quant:
+                scale, zero = self._quant[name]
+                info = np.iinfo(self._dtypes[name])
+                x = np.clip(np.rint(np.asarray(x, np.float32) / scale) + zero, info.min, info.max).astype(info.dtype)
+            inner_feed[name] = x
+        out = self.inner.run(inner_feed)
+        for name, y in out.items():
+            if name in self._quant:
+                scale, zero = self._quant[name]
+                out[name] = (y.astype(np.float32) - zero) * np.float32(scale)
+        return out
+
+    def _close(self) -> None:
+        self.inner.close()
 
 
 class LayoutSession(Session):

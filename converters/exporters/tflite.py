@@ -23,7 +23,7 @@ import os
 from edgekit._fs import atomic_path
 from edgekit.converters.exporters import ExportRequest, ExportResult, export_failure, tool_output
 
-__all__ = ["export"]
+__all__ = ["export", "name_io_tensors"]
 
 FP16_PASS = "ai_edge_quantizer.float_casting(fp16 weights)"
 NAME_PASS = "tflite.name_io_tensors"
@@ -55,7 +55,7 @@ def export(request: ExportRequest) -> ExportResult:
                 notes.append("float16 weights (DEQUANTIZE to float32 on CPU; the GPU delegate computes in float16)")
             if request.dest.stat().st_size < _RENAME_LIMIT:
                 positional = not _takes_keywords(request.program)
-                _name_io_tensors(request.dest, request.input_names if positional else None,
+                name_io_tensors(request.dest, request.input_names if positional else None,
                                  request.output_names if positional else None)
                 passes.append(NAME_PASS)
         except Exception as e:
@@ -71,7 +71,7 @@ def _takes_keywords(program) -> bool:
     return not example or bool(example[1])
 
 
-def _name_io_tensors(path, input_names=None, output_names=None) -> None:
+def name_io_tensors(path, input_names=None, output_names=None) -> None:
     """Give the graph's input and output tensors their signature names (``input``, ``logits``)
     instead of the converter's ``serving_default_input``/``serving_default_logits_output``, so
     that every format of a bundle uses the same names. Only names change (same ops, same

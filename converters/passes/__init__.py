@@ -60,6 +60,7 @@ PASSES: dict[str, PassSpec] = {
     "approx_gelu_tanh": PassSpec(_P + "approx_gelu_tanh", "program"),
     "prelu_restore": PassSpec(_P + "prelu_restore", "program"),
     "resize_nearest_no_half_pixel": PassSpec(_P + "resize_nearest_no_half_pixel", "tflite"),
+    "relu_0_to_1_decompose": PassSpec(_P + "relu_0_to_1_decompose", "tflite"),
     "nhwc_boundary": PassSpec(_P + "nhwc_boundary", "program", ("tflite",)),
 }
 

@@ -47,17 +47,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from edgekit.converters.passes._tflite import (
+    Graph,
+    builtin,
+    drop_unused_code,
+    new_op,
+    opcode,
+)
 
 from edgekit._fs import atomic_path
 
 __all__ = ["check", "rewrite"]
 
 _TAG = "hardswish_decompose"
-
-
-def _builtin(code: Any) -> int:
-    return max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
 
 
 def _hardswish_ops(model: Any) -> tuple[list[tuple[int, Any]], int]:
@@ -67,7 +69,7 @@ def _hardswish_ops(model: Any) -> tuple[list[tuple[int, Any]], int]:
     found, other = [], 0
     for gi, graph in enumerate(model.subgraphs or []):
         for op in graph.operators or []:
-            if _builtin(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.HARD_SWISH:
+            if builtin(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.HARD_SWISH:
                 continue
             if graph.tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
                 found.append((gi, op))
@@ -87,71 +89,7 @@ def check(path: Path) -> str | None:
     return "the model has no HARD_SWISH"
 
 
-def _opcode(model: Any, builtin: int) -> int:
-    """The index of ``builtin``'s operator code, added at version 1 when the model has none."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    for i, code in enumerate(model.operatorCodes):
-        if _builtin(code) == builtin and not code.customCode:
-            return i
-    code = schema.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1
-
-
-class _Graph:
-    """Adds tensors to one subgraph of ``model`` with names unique in that subgraph."""
-
-    def __init__(self, model: Any, graph: Any):
-        self.model, self.graph = model, graph
-        self.names = {t.name for t in graph.tensors}
-        self.scalars: dict[str, int] = {}
-
-    def _name(self, base: str) -> bytes:
-        name, k = base.encode(), 1
-        while name in self.names:
-            name, k = f"{base}_{k}".encode(), k + 1
-        self.names.add(name)
-        return name
-
-    def tensor(self, name: str, like: Any) -> int:
-        """A new float32 activation shaped like the tensor ``like``."""
-        from ai_edge_litert import schema_py_generated as schema
-
-        t = schema.TensorT()
-        t.name, t.type, t.buffer, t.hasRank = self._name(name), schema.TensorType.FLOAT32, 0, True
-        t.shape = None if like.shape is None else list(like.shape)
-        t.shapeSignature = None if like.shapeSignature is None else list(like.shapeSignature)
-        self.graph.tensors.append(t)
-        return len(self.graph.tensors) - 1
-
-    def scalar(self, name: str, value: float) -> int:
-        """A float32 scalar constant (one per name and subgraph) with its own buffer."""
-        from ai_edge_litert import schema_py_generated as schema
-
-        if name not in self.scalars:
-            buf = schema.BufferT()
-            buf.data = np.frombuffer(np.float32(value).tobytes(), dtype=np.uint8).copy()
-            self.model.buffers.append(buf)
-            t = schema.TensorT()
-            t.name, t.type, t.shape, t.hasRank = self._name(name), schema.TensorType.FLOAT32, [], True
-            t.buffer = len(self.model.buffers) - 1
-            self.graph.tensors.append(t)
-            self.scalars[name] = len(self.graph.tensors) - 1
-        return self.scalars[name]
-
-
-def _op(opcode: int, inputs: list[int], outputs: list[int], options: Any, options_type: int) -> Any:
-    from ai_edge_litert import schema_py_generated as schema
-
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = opcode, inputs, outputs
-    op.builtinOptions, op.builtinOptionsType = options, options_type
-    return op
-
-
-def _decomposed(g: _Graph, op: Any, add: int, mul: int) -> list[Any]:
+def _decomposed(g: Graph, op: Any, add: int, mul: int) -> list[Any]:
     """The three ops that replace one float32 HARD_SWISH ``op``."""
     from ai_edge_litert import schema_py_generated as schema
 
@@ -164,23 +102,10 @@ def _decomposed(g: _Graph, op: Any, add: int, mul: int) -> list[Any]:
     relu6 = schema.AddOptionsT()
     relu6.fusedActivationFunction = schema.ActivationFunctionType.RELU6
     return [
-        _op(add, [x, three], [t], relu6, schema.BuiltinOptions.AddOptions),
-        _op(mul, [t, sixth], [h], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
-        _op(mul, [x, h], [y], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
+        new_op(add, [x, three], [t], relu6, schema.BuiltinOptions.AddOptions),
+        new_op(mul, [t, sixth], [h], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
+        new_op(mul, [x, h], [y], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
     ]
-
-
-def _drop_unused_code(model: Any, builtin: int) -> None:
-    """Remove ``builtin``'s operator code when no op uses it any more (re-indexing the ops)."""
-    used = {int(op.opcodeIndex) for g in model.subgraphs for op in g.operators}
-    dead = [i for i, c in enumerate(model.operatorCodes) if _builtin(c) == builtin and i not in used]
-    if not dead:
-        return
-    remap = {old: new for new, old in enumerate(i for i in range(len(model.operatorCodes)) if i not in dead)}
-    model.operatorCodes = [c for i, c in enumerate(model.operatorCodes) if i not in dead]
-    for g in model.subgraphs:
-        for op in g.operators:
-            op.opcodeIndex = remap[int(op.opcodeIndex)]
 
 
 def rewrite(path: Path) -> Path:
@@ -193,14 +118,14 @@ def rewrite(path: Path) -> Path:
     if not found:
         return path
     targets = {id(op) for _, op in found}
-    add, mul = _opcode(model, schema.BuiltinOperator.ADD), _opcode(model, schema.BuiltinOperator.MUL)
+    add, mul = opcode(model, schema.BuiltinOperator.ADD), opcode(model, schema.BuiltinOperator.MUL)
     for gi in sorted({gi for gi, _ in found}):
-        g = _Graph(model, model.subgraphs[gi])
+        g = Graph(model, model.subgraphs[gi])
         ops: list[Any] = []
         for op in g.graph.operators:
             ops.extend(_decomposed(g, op, add, mul) if id(op) in targets else [op])
         g.graph.operators = ops
-    _drop_unused_code(model, schema.BuiltinOperator.HARD_SWISH)
+    drop_unused_code(model, schema.BuiltinOperator.HARD_SWISH)
     with atomic_path(path) as tmp:
         flatbuffer_utils.write_model(model, str(tmp))
     return path

@@ -2,9 +2,9 @@
 pipeline leaves for its accelerator's lint, verified against the source.
 
 - tflite-gpu and nnapi: lint-clean.
-- edgetpu and ethos-u: the only error left is the float32 activations (both run int8 models
-  only, and edgekit writes fp32/fp16), and on the Edge TPU the half-pixel bilinear resize, which
-  no exact pass can change; HARD_SWISH is decomposed for the Edge TPU, which lacks it,
+- edgetpu and ethos-u at fp32: the only error left is the float32 activations (both run int8
+  models only), and on the Edge TPU the half-pixel bilinear resize, which no exact pass can
+  change; with ``--precision int8`` the float finding is gone. HARD_SWISH is decomposed for the Edge TPU, which lacks it,
   and pixel shuffle becomes TRANSPOSE_CONV there (no DEPTH_TO_SPACE on the TPU).
 """
 
@@ -64,3 +64,18 @@ def test_int8_targets_leave_only_the_float_activations(converted, user, model, t
             assert "hardswish_decompose" in art.passes
         else:
             assert ops["TRANSPOSE_CONV"] == 2 and "pixel_shuffle_to_transpose_conv" in art.passes
+
+
+@pytest.mark.parametrize("target", ["edgetpu", "ethos-u"])
+def test_int8_targets_with_int8(converted, user, target):
+    """With --precision int8 the float32 finding is gone: the two-stage SR net (PReLU, two pixel
+    shuffles, a bilinear skip) is clean for Ethos-U; the Edge TPU keeps only the half-pixel
+    bilinear resize, which no exact pass changes."""
+    r = converted(user("two_stage_sr"), formats="tflite", target=target, precision="int8", bench_runs=0)
+    (art,) = r.manifest.artifacts
+    assert art.verification["status"] == "passed", art.verification
+    report = lint(r.bundle / "model.tflite", target)
+    left = [(f.rule, f.op) for f in report.errors]
+    assert left == ([("op-constraint", "RESIZE_BILINEAR")] if target == "edgetpu" else []), \
+        [(f.op, f.rule, f.message) for f in report.findings]
+    assert not report.warnings, [(f.op, f.rule, f.message) for f in report.warnings]

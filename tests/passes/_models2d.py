@@ -118,3 +118,14 @@ def tflite_ops(path) -> list[str]:
     codes = model.operatorCodes
     return [names[max(codes[o.opcodeIndex].builtinCode, codes[o.opcodeIndex].deprecatedBuiltinCode)]
             for g in model.subgraphs for o in g.operators]
+
+
+def run_tflite(path, x: np.ndarray) -> np.ndarray:
+    """One inference of a single-input, single-output .tflite (one thread: deterministic)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"]).copy()

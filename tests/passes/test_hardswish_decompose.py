@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edgekit.converters.passes import hardswish_decompose as H
-from _models2d import assert_close, tflite_ops
+from _models2d import assert_close, run_tflite as _run, tflite_ops
 
 pytest.importorskip("litert_torch")
 
@@ -73,16 +73,6 @@ def files(tmp_path_factory):
         litert_torch.convert(model.eval(), (x,)).export(str(d / f"{name}.tflite"))
         out[name] = d / f"{name}.tflite"
     return out
-
-
-def _run(path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
 
 
 def _rewritten(src, tmp_path):

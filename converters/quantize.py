@@ -1,0 +1,286 @@
+"""Full-integer int8 quantization of a written ``.tflite`` (``--precision int8``), for the
+accelerators that run int8 models only (Edge TPU, Ethos-U; NNAPI and Hexagon run them fastest).
+
+Post-training static quantization with ai-edge-quantizer's ``static_wi8_ai8`` recipe: int8
+weights (per channel) and int8 activations whose ranges come from min/max calibration on
+:func:`calibration_inputs`; the file's inputs and outputs become int8 too (scale and zero
+point in the file), so no float op is left at either end. The bundle records each I/O tensor's
+``(scale, zero_point)`` under the artifact's ``quantized_io``, and a session opened on the bundle
+takes and returns float arrays (it quantizes and dequantizes at the boundary, see
+:class:`edgekit.runtimes.bundle_session.QuantizedIOSession`).
+
+Calibration data: for a model that takes one RGB image, crops of the photos shipped in
+``edgekit.assets`` at several positions and scales, mirrored, normalised as the model card
+says (real image statistics: random noise would calibrate the first layers' ranges badly);
+otherwise seeded random inputs in the card's value range, one in three standard normal. The
+quantized file is not exact: verification holds it to the int8 bounds of
+:data:`edgekit.converters.verify.TOLERANCES` and reports the error.
+
+Example::
+
+    >>> quant = quantize_int8(Path("model.tflite"), samples)     # doctest: +SKIP
+    >>> quant["input"]
+    {'scale': 0.0186, 'zero_point': -14, 'dtype': 'int8'}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit._fs import atomic_path
+from edgekit.errors import ConversionError
+
+__all__ = ["calibration_inputs", "prepare_for_int8", "quantize_int8", "INT8_PASS", "PREP_PASS"]
+
+INT8_PASS = "ai_edge_quantizer.static_wi8_ai8(min-max calibration)"
+PREP_PASS = "int8_prep: MINIMUM(x, c) as -MAXIMUM(-x, -c), PRELU as RELU(x) - a*RELU(-x) (exact; ops the quantizer has)"
+PHOTOS = ("coffee", "astronaut", "chelsea", "rocket")
+
+
+def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[Any], *,
+                       preprocess: dict[str, Any], n: int = 16, seed: int = 0) -> tuple[list[list[np.ndarray]], str]:
+    """``n`` calibration inputs (one array per model input, source layout) and what they are."""
+    from edgekit.converters.verify import FoldSpec, _resize, normalise
+
+    rng = np.random.default_rng(seed)
+    one_image = len(input_shapes) == 1 and len(input_shapes[0]) == 4 and input_shapes[0][1] == 3
+    photos = _photos() if one_image else []
+    if photos:
+        b, _, h, w = input_shapes[0]
+        spec = FoldSpec(mean=tuple(preprocess["mean"]) if preprocess.get("mean") else None,
+                        std=tuple(preprocess["std"]) if preprocess.get("std") else None,
+                        value_range=tuple(preprocess.get("value_range") or (0.0, 1.0)),
+                        color_order=preprocess.get("color_order", "RGB"))
+        out = []
+        for i in range(n):
+            rgb = photos[i % len(photos)]
+            H, W = rgb.shape[:2]
+            frac = (1.0, 0.7, 0.5, 0.35)[(i // len(photos)) % 4]  # whole photo, then closer crops
+            ch, cw = max(h, int(H * frac)), max(w, int(W * frac))
+            y0, x0 = int(rng.integers(0, H - ch + 1)), int(rng.integers(0, W - cw + 1))
+            crop = rgb[y0:y0 + ch, x0:x0 + cw]
+            if i % 2:
+                crop = crop[:, ::-1]
+            px = _resize(np.ascontiguousarray(crop), w, h).transpose(2, 0, 1)[None].astype(np.float32)
+            out.append([np.repeat(normalise(px, spec), b, axis=0).astype(dtypes[0])])
+        return out, f"{n} crops of {len(photos)} photos"
+    lo, hi = preprocess.get("value_range") or (0.0, 1.0)
+    out = []
+    for i in range(n):
+        arrays = []
+        for shape, dt in zip(input_shapes, dtypes):
+            if np.issubdtype(np.dtype(dt), np.floating):
+                a = rng.standard_normal(shape) if i % 3 == 2 else rng.random(shape) * (hi - lo) + lo
+            else:
+                a = rng.integers(0, 2, shape)
+            arrays.append(np.asarray(a).astype(dt))
+        out.append(arrays)
+    return out, f"{n} seeded random inputs"
+
+
+def _photos() -> list[np.ndarray]:
+    from edgekit.assets import load_photo
+
+    found = []
+    for name in PHOTOS:
+        try:
+            found.append(load_photo(name))
+        except Exception:  # noqa: BLE001 - no image decoder: calibrate on random inputs instead
+            return []
+    return found
+
+
+def quantize_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """Rewrite ``path`` in place as a full-integer int8 model calibrated on ``samples`` (one
+    ``{input name: array in the file's layout}`` per sample); returns ``{tensor name: {"scale",
+    "zero_point", "dtype"}}`` for every input and output, whose tensors get their signature
+    names back (the quantizer renames them)."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    from edgekit.converters.exporters import tool_output
+    from edgekit.converters.exporters.tflite import name_io_tensors
+
+    with tool_output():  # the quantizer prints a size report
+        try:
+            q = quantizer.Quantizer(str(path), recipe.static_wi8_ai8())
+            signature = _signature(path)
+            calibration = _widen_degenerate(q.calibrate({signature: samples}, num_threads=2))
+            result = q.quantize(calibration)
+            with atomic_path(path) as tmp:
+                result.export_model(str(tmp), overwrite=True)
+            name_io_tensors(path)
+            _check_scales(path)
+            _probe(path)
+        except ConversionError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the quantizer's own error, one line
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ConversionError("export", f"int8 quantization failed: {type(e).__name__}: {first}",
+                                  hint="convert with --precision fp32 (or fp16) for this model") from None
+    return io_quantization(path)
+
+
+def prepare_for_int8(path: Path) -> int:
+    """Rewrite, exactly, the float ops ai-edge-quantizer cannot quantize into ones it can, so no
+    float island (DEQUANTIZE → op → QUANTIZE) is left: ``MINIMUM(x, c)`` with a constant ``c``
+    (what ``relu_0_to_1_decompose`` and clamps leave) becomes ``−MAXIMUM(−x, −c)`` — negation is
+    exact, so the value is the same bit for bit — a remaining ``RELU_0_TO_1`` becomes ``RELU``
+    then that form, and ``PRELU`` becomes ``RELU(x) − α·RELU(−x)``. Returns how many ops it
+    rewrote (the file is untouched when 0)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from edgekit.converters.passes._tflite import Graph, builtin, new_op, opcode
+
+    B = schema.BuiltinOperator
+    model = flatbuffer_utils.read_model(str(path))
+    rewritten = 0
+    for graph in model.subgraphs:
+        g = Graph(model, graph)
+        consts = {i for i, t in enumerate(graph.tensors) if model.buffers[t.buffer].data is not None}
+        ops: list[Any] = []
+        for op in graph.operators:
+            kind = builtin(model.operatorCodes[op.opcodeIndex])
+            x, y = int(op.inputs[0]), int(op.outputs[0])
+            if graph.tensors[x].type != schema.TensorType.FLOAT32:
+                ops.append(op)
+                continue
+            if kind == B.MINIMUM and len(op.inputs) == 2 and int(op.inputs[1]) in consts:
+                c = np.frombuffer(model.buffers[graph.tensors[int(op.inputs[1])].buffer].data.tobytes(), np.float32)
+                if c.size != 1:
+                    ops.append(op)
+                    continue
+                bound = float(c[0])
+            elif kind == B.RELU_0_TO_1:
+                t = g.tensor(_stem(graph, y) + "/int8_prep/relu", graph.tensors[y])
+                ops.append(new_op(opcode(model, B.RELU), [x], [t], None, schema.BuiltinOptions.NONE))
+                x, bound = t, 1.0
+            elif kind == B.PRELU and int(op.inputs[1]) in consts:
+                ops += _split_prelu(model, g, x, int(op.inputs[1]), y)
+                rewritten += 1
+                continue
+            else:
+                ops.append(op)
+                continue
+            neg = g.scalar("int8_prep/minus_one", -1.0)
+            nx = g.tensor(_stem(graph, y) + "/int8_prep/neg", graph.tensors[y])
+            m = g.tensor(_stem(graph, y) + "/int8_prep/max_neg", graph.tensors[y])
+            mul, maximum = opcode(model, B.MUL), opcode(model, B.MAXIMUM)
+            ops += [new_op(mul, [x, neg], [nx], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
+                    new_op(maximum, [nx, g.scalar(f"int8_prep/minus_{bound:g}", -bound)], [m],
+                           schema.MaximumMinimumOptionsT(), schema.BuiltinOptions.MaximumMinimumOptions),
+                    new_op(mul, [m, neg], [y], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions)]
+            rewritten += 1
+        graph.operators = ops
+    if rewritten:
+        with atomic_path(path) as tmp:
+            flatbuffer_utils.write_model(model, str(tmp))
+    return rewritten
+
+
+def _split_prelu(model: Any, g: Any, x: int, alpha: int, y: int) -> list[Any]:
+    """``PRELU(x, α)`` as ``RELU(x) − α·RELU(−x)``: exact (one of the two terms is 0, negation is
+    exact and ``α·x`` is one rounding either way), and every op quantizable."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgekit.converters.passes._tflite import new_op, opcode
+
+    B = schema.BuiltinOperator
+    stem = _stem(g.graph, y) + "/int8_prep/prelu_"
+    pos, neg, rneg, scaled = (g.tensor(stem + n, g.graph.tensors[y]) for n in ("pos", "neg", "relu_neg", "scaled"))
+    relu, mul, sub = opcode(model, B.RELU), opcode(model, B.MUL), opcode(model, B.SUB)
+    mul_opts, none = schema.MulOptionsT(), schema.BuiltinOptions.NONE
+    return [new_op(relu, [x], [pos], None, none),
+            new_op(mul, [x, g.scalar("int8_prep/minus_one", -1.0)], [neg], mul_opts, schema.BuiltinOptions.MulOptions),
+            new_op(relu, [neg], [rneg], None, none),
+            new_op(mul, [rneg, alpha], [scaled], schema.MulOptionsT(), schema.BuiltinOptions.MulOptions),
+            new_op(sub, [pos, scaled], [y], schema.SubOptionsT(), schema.BuiltinOptions.SubOptions)]
+
+
+def _stem(graph: Any, y: int) -> str:
+    return (graph.tensors[y].name or f"tensor{y}".encode()).decode(errors="replace")
+
+
+def _widen_degenerate(calibration: dict[str, Any], eps: float = 1e-6) -> dict[str, Any]:
+    """Give a tensor that was constant on every calibration input (min == max, e.g. a channel
+    that is always 0) a tiny range: a zero range makes a zero scale, which the quantizer turns
+    into NaNs and a file that crashes the interpreter."""
+    for stats in calibration.values():
+        lo, hi = stats.get("min"), stats.get("max")
+        if lo is None or hi is None:
+            continue
+        lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+        flat = hi - lo <= 0
+        if np.any(flat):
+            stats["min"], stats["max"] = np.where(flat, lo - eps, lo), np.where(flat, hi + eps, hi)
+    return calibration
+
+
+def _check_scales(path: Path) -> None:
+    """Refuse a quantized file with a zero or non-finite scale before any interpreter loads it."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    for g in model.subgraphs:
+        for t in g.tensors:
+            scale = getattr(t.quantization, "scale", None)
+            if scale is not None and len(scale) and not np.all(np.isfinite(scale) & (np.asarray(scale) > 0)):
+                name = t.name.decode(errors="replace") if isinstance(t.name, bytes) else t.name
+                raise ConversionError("export", f"int8 quantization gave tensor '{name}' an invalid scale",
+                                      hint="convert with --precision fp32 (or fp16) for this model")
+
+
+_PROBE = """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_path=sys.argv[1], num_threads=1)
+it.allocate_tensors()
+for d in it.get_input_details():
+    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+it.invoke()
+"""
+
+
+def _probe(path: Path, timeout: float = 120.0) -> None:
+    """Load and run the quantized file once in a child process: the quantizer can write files
+    that crash LiteRT natively (seen: an SE block gives "double free or corruption"), which must
+    become a one-line error here, not a crash of the converting process."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ConversionError("export", f"the int8 model did not finish one inference in {timeout:.0f} s",
+                              hint="convert with --precision fp32 (or fp16) for this model") from None
+    if done.returncode:
+        lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
+        why = f"signal {-done.returncode}" if done.returncode < 0 else (lines[-1][:200] if lines else f"exit {done.returncode}")
+        raise ConversionError("export", f"the int8 model ai-edge-quantizer wrote does not run in LiteRT ({why})",
+                              hint="convert with --precision fp32 (or fp16) for this model")
+
+
+def _signature(path: Path) -> str:
+    from ai_edge_litert.interpreter import Interpreter
+
+    keys = list(Interpreter(model_path=str(path)).get_signature_list())
+    return keys[0] if keys else "serving_default"
+
+
+def io_quantization(path: Path) -> dict[str, dict[str, Any]]:
+    """``{name: {"scale", "zero_point", "dtype"}}`` of the integer inputs and outputs of a .tflite."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    out: dict[str, dict[str, Any]] = {}
+    runner = it.get_signature_runner()
+    for details in (runner.get_input_details(), runner.get_output_details()):
+        for name, d in details.items():
+            scale, zero = d["quantization"]
+            if np.issubdtype(d["dtype"], np.integer) and scale:
+                out[name] = {"scale": float(scale), "zero_point": int(zero), "dtype": np.dtype(d["dtype"]).name}
+    return out

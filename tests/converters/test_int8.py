@@ -1,0 +1,118 @@
+"""``--precision int8``: full-integer TFLite for the int8-only accelerators, calibrated on the
+shipped photos, verified at the int8 bounds, lint-clean for the Edge TPU, and a bundle session
+that takes and returns float arrays in the source's layout (quantized_io)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_quantizer")
+
+import edgekit  # noqa: E402
+from edgekit.converters.lint import lint  # noqa: E402
+from edgekit.errors import UsageError  # noqa: E402
+from edgekit.runtimes.modelfile import read_model  # noqa: E402
+
+
+@pytest.mark.parametrize("name,shape,pretrained", [("mobilenet_v2", (1, 3, 64, 64), False),
+                                                   ("quicksrnet_small_x2", (1, 3, 32, 32), True)])
+def test_int8_edgetpu(converted, name, shape, pretrained):
+    r = converted(name, formats="tflite", input_shapes=[shape], pretrained=pretrained, target="edgetpu",
+                  precision="int8", bench_runs=0)
+    (art,) = r.manifest.artifacts
+    v = art.verification
+    assert v["status"] == "passed" and v["tolerance"]["cosine"] <= 0.99, v
+    assert "random-normal" not in v["cases"] and any(c.startswith("photo:") for c in v["cases"])
+    assert any(p.startswith("ai_edge_quantizer.static_wi8_ai8") and "photos" in p for p in art.passes), art.passes
+    quant = art.extra["quantized_io"]
+    assert set(quant) == {art.inputs[0].name, art.outputs[0].name}
+    assert all(q["dtype"] == "int8" and q["scale"] > 0 for q in quant.values())
+    assert [t.dtype for t in (*art.inputs, *art.outputs)] == ["int8", "int8"]
+    info = read_model(r.bundle / "model.tflite")
+    assert not {"DEQUANTIZE", "QUANTIZE", "RELU_0_TO_1", "MINIMUM"} & set(info.op_histogram), info.op_histogram
+    report = lint(r.bundle / "model.tflite", "edgetpu")
+    assert report.passed, [(f.op, f.rule, f.message) for f in report.errors]
+
+    with edgekit.load(r.bundle) as session:  # float NCHW in and out, like the source
+        assert (session.inputs[0].dtype, session.inputs[0].layout, tuple(session.inputs[0].shape)) == ("float32", "NCHW", shape)
+        y = session(np.full(shape, 0.5, np.float32))
+        assert y.dtype == np.float32 and y.shape[:2] == tuple(r.manifest.extra["convert"]["output_shapes"][0][:2])
+    with edgekit.load(r.bundle, io_layout="artifact") as raw:  # the file's own int8 NHWC
+        assert raw.inputs[0].dtype == "int8" and raw.inputs[0].layout == "NHWC"
+
+
+def test_int8_is_tflite_only():
+    from edgekit.converters.api import convert
+
+    with pytest.raises(UsageError, match="int8 writes TFLite only"):
+        convert("espcn_x2", formats="onnx,tflite", precision="int8", out="/nonexistent/never-written")
+
+
+@pytest.mark.parametrize("act", ["clamp01", "prelu"])
+def test_prepare_for_int8_is_exact(tmp_path, act):
+    """MINIMUM(x, c) → −MAXIMUM(−x, −c) and PRELU → RELU(x) − α·RELU(−x): bit-identical float
+    outputs before quantization."""
+    import shutil
+
+    import litert_torch
+    import torch
+
+    from edgekit.converters.passes import relu_0_to_1_decompose
+    from edgekit.converters.quantize import prepare_for_int8
+
+    from edgekit.converters.passes import _fx2d, prelu_restore
+
+    torch.manual_seed(0)
+    src = tmp_path / "m.tflite"
+    if act == "clamp01":
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Hardtanh(0.0, 1.0)).eval()
+        litert_torch.convert(model, (torch.zeros(1, 3, 8, 8),)).export(str(src))
+        relu_0_to_1_decompose.rewrite(src)
+    else:  # one PRELU op, as prelu_restore makes it
+        _fx2d.register_litert()
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.PReLU(4)).eval()
+        with torch.no_grad():
+            model[1].weight.uniform_(0.05, 0.5)
+        module = prelu_restore.rewrite(torch.export.export(model, (torch.zeros(1, 3, 8, 8),))).module()
+        module.training = False
+        litert_torch.convert(module, (torch.zeros(1, 3, 8, 8),)).export(str(src))
+    before = read_model(src).op_histogram
+    work = shutil.copy(src, tmp_path / "w.tflite")
+    assert prepare_for_int8(work) == 1
+    ops = read_model(work).op_histogram
+    if act == "clamp01":
+        assert "MINIMUM" not in ops and ops.get("MAXIMUM") == 1 and ops.get("MUL") == 2, ops
+    else:
+        assert before.get("PRELU") == 1 and "PRELU" not in ops and ops.get("SUB") == 1, (before, ops)
+    from ai_edge_litert.interpreter import Interpreter
+
+    def run(path, x):
+        it = Interpreter(model_path=str(path), num_threads=1)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"]).copy()
+
+    x = (np.random.default_rng(0).standard_normal((1, 3, 8, 8)) * 3).astype(np.float32)
+    np.testing.assert_array_equal(run(work, x), run(src, x))
+
+
+def test_a_model_the_quantizer_breaks_is_a_clean_error(user, tmp_path):
+    """The SE classifier's int8 file crashes LiteRT natively (ai-edge-quantizer writes it so): the
+    converter probes it in a child process, so this is a one-line export failure with nothing
+    left behind, not a crash. Should a newer quantizer fix it, the artifact must then verify."""
+    from edgekit.converters.api import convert
+    from edgekit.errors import ConversionError
+
+    out = tmp_path / "se"
+    try:
+        r = convert(user("se_classifier"), formats="tflite", input_shapes=[(1, 3, 64, 64)], target="edgetpu",
+                    precision="int8", bench_runs=0, out=out)
+    except ConversionError as e:
+        assert "int8" in str(e) and "\n" not in str(e)
+        assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+    else:
+        assert r.manifest.artifacts[0].verification["status"] == "passed"
