@@ -272,7 +272,7 @@ def convert(
                     exported[fmt].passes.extend(tfl_applied)
                     applied.extend(p for p in tfl_applied if p not in applied)
                 if precision == "int8":  # after the TFLite passes: they rewrite float ops
-                    _quantize(exported[fmt], cap, by_fmt[fmt]["main"].io_layouts)
+                    _quantize(exported[fmt], cap, fold, by_fmt[fmt]["main"].io_layouts)
             except EdgekitError as e:
                 _remove(dest)
                 exported.pop(fmt, None)  # a format-level step after the export failed: nothing to verify
@@ -526,20 +526,18 @@ def _rewritten_layouts(fmt: str, result: Any, inputs: list[TensorSpec], outputs:
 def _layout_loader(art: Artifact) -> Callable[[Path], Any] | None:
     """A loader for verification that feeds and returns the source's layouts and float dtypes,
     as a bundle session does (None: no change)."""
-    quantized = art.extra.get("quantized_io")
-    if not art.source_layouts and not quantized:
+    if not art.source_layouts and not art.extra.get("quantized_io"):
         return None
     layouts = {t.name: t.layout for t in (*art.inputs, *art.outputs)}
 
     def load(path: Path) -> Any:
         import edgekit
-        from edgekit.runtimes.bundle_session import LayoutSession, QuantizedIOSession
+        from edgekit.runtimes.bundle_session import source_io
 
         inner = edgekit.load(path)
         inner.inputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.inputs]
         inner.outputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.outputs]
-        session = QuantizedIOSession(inner, quantized) if quantized else inner
-        return LayoutSession(session, art.source_layouts) if art.source_layouts else session
+        return source_io(inner, art)
 
     return load
 
@@ -550,7 +548,7 @@ def _innermost(session: Any) -> Any:
     return session
 
 
-def _quantize(result: Any, cap: Any, io_layouts: dict | None) -> None:
+def _quantize(result: Any, cap: Any, fold: Any, io_layouts: dict | None) -> None:
     """Full-integer int8 quantization of the exported TFLite in place (see
     :mod:`edgekit.converters.quantize`), calibrated on inputs in the file's layouts."""
     import numpy as np
@@ -559,7 +557,7 @@ def _quantize(result: Any, cap: Any, io_layouts: dict | None) -> None:
     from edgekit.runtimes.bundle_session import LayoutMap
 
     dtypes = [np.dtype(str(t.dtype).replace("torch.", "")) for t in cap.example_inputs]
-    samples, what = quantize.calibration_inputs(cap.input_shapes, dtypes, preprocess=cap.preprocess)
+    samples, what = quantize.calibration_inputs(cap.input_shapes, dtypes, preprocess=cap.preprocess, fold=fold)
     moves = {name: LayoutMap(lay["source"], lay["artifact"])
              for name, lay in ((io_layouts or {}).get("inputs") or {}).items() if lay["source"] != lay["artifact"]}
     feeds = [{n: (moves[n](a) if n in moves else a) for n, a in zip(cap.input_names, arrays)} for arrays in samples]

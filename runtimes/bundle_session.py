@@ -46,7 +46,7 @@ import numpy as np
 from edgekit.errors import BackendUnavailable, FeedError, InvalidModelFile, ModelFileNotFound, UsageError
 from edgekit.runtimes.base import Dim, Session, TensorSpec
 
-__all__ = ["open_bundle", "choose_artifact", "LayoutMap", "parse_layout", "LayoutSession", "QuantizedIOSession"]
+__all__ = ["open_bundle", "choose_artifact", "LayoutMap", "parse_layout", "LayoutSession", "QuantizedIOSession", "source_io"]
 
 IO_LAYOUTS = ("source", "artifact")
 
@@ -128,17 +128,25 @@ def open_bundle(folder: str | os.PathLike, backend: str = "auto", threads: int |
         session.inputs = _with_layouts(session.inputs, artifact.inputs, path, "inputs")
         session.outputs = _with_layouts(session.outputs, artifact.outputs, path, "outputs")
         session.__dict__.pop("_input_index", None)  # specs changed: rebuild the feed index
-        quantized = artifact.extra.get("quantized_io") or {}
         if io_layout is None:
-            io_layout = "source" if (artifact.source_layouts or quantized) else "artifact"
-        if io_layout == "source" and quantized:
-            session = QuantizedIOSession(session, quantized)
-        if io_layout == "source" and artifact.source_layouts:
-            session = LayoutSession(session, artifact.source_layouts)
+            io_layout = "source" if (artifact.source_layouts or artifact.extra.get("quantized_io")) else "artifact"
+        if io_layout == "source":
+            session = source_io(session, artifact)
     except BaseException:
         session.close()
         raise
     session.artifact, session.manifest, session.bundle, session.skipped = artifact, manifest, folder, skipped
+    return session
+
+
+def source_io(session: Session, artifact: Any) -> Session:
+    """``session`` (on ``artifact``'s file, specs carrying the manifest's layouts) speaking its
+    source's dtypes and layouts: float32 for quantized I/O, then the source layouts."""
+    quantized = artifact.extra.get("quantized_io")
+    if quantized:
+        session = QuantizedIOSession(session, quantized)
+    if artifact.source_layouts:
+        session = LayoutSession(session, artifact.source_layouts)
     return session
 
 

@@ -116,3 +116,14 @@ def test_a_model_the_quantizer_breaks_is_a_clean_error(user, tmp_path):
         assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
     else:
         assert r.manifest.artifacts[0].verification["status"] == "passed"
+
+
+def test_int8_with_folded_preprocessing(converted):
+    """Folded pre-processing: the artifact takes pixels 0..255 (NHWC), so calibration feeds pixels."""
+    r = converted("quicksrnet_small_x2", formats="tflite", input_shapes=[(1, 3, 32, 32)], pretrained=True,
+                  precision="int8", fold_preprocess=True, input_layout="NHWC", bench_runs=0)
+    (art,) = r.manifest.artifacts
+    assert art.verification["status"] == "passed", art.verification
+    assert art.extra["quantized_io"][art.inputs[0].name]["scale"] > 0.5  # a pixel range, not 0..1
+    with edgekit.load(r.bundle) as session:
+        assert session.inputs[0].layout == "NHWC" and session.inputs[0].dtype == "float32"
