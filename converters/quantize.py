@@ -207,10 +207,12 @@ def _stem(graph: Any, y: int) -> str:
     return (graph.tensors[y].name or f"tensor{y}".encode()).decode(errors="replace")
 
 
-def _widen_degenerate(calibration: dict[str, Any], eps: float = 1e-6) -> dict[str, Any]:
-    """Give a tensor that was constant on every calibration input (min == max, e.g. a channel
-    that is always 0) a tiny range: a zero range makes a zero scale, which the quantizer turns
-    into NaNs and a file that crashes the interpreter."""
+def _widen_degenerate(calibration: dict[str, Any]) -> dict[str, Any]:
+    """Give a tensor that was constant on every calibration input (min == max: e.g. an SE
+    block's ReLU that is 0 for every photo) the range from 0 to that constant, or [0, 1] for a
+    constant 0, so that its scale is an ordinary one. A zero range makes a zero scale; a tiny one
+    makes the next op's bias scale (input scale × weight scale) so small that the int32 bias
+    overflows and XNNPACK refuses the op (or LiteRT crashes). 0 stays exactly representable."""
     for stats in calibration.values():
         lo, hi = stats.get("min"), stats.get("max")
         if lo is None or hi is None:
@@ -218,7 +220,9 @@ def _widen_degenerate(calibration: dict[str, Any], eps: float = 1e-6) -> dict[st
         lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
         flat = hi - lo <= 0
         if np.any(flat):
-            stats["min"], stats["max"] = np.where(flat, lo - eps, lo), np.where(flat, hi + eps, hi)
+            new_lo, new_hi = np.minimum(lo, 0), np.maximum(hi, 0)
+            new_hi = np.where(new_hi - new_lo <= 0, np.float32(1), new_hi)
+            stats["min"], stats["max"] = np.where(flat, new_lo, lo), np.where(flat, new_hi, hi)
     return calibration
 
 
