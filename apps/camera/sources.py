@@ -66,7 +66,35 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------
 # OpenCV: webcams, /dev/videoN, network streams
 # ---------------------------------------------------------------------------------------------
-class OpenCVCapture:
+class _CvStream:
+    """What the OpenCV sources share: the first frame is read when opening (so a device or
+    file that delivers nothing fails at once) and handed out by the first ``read()``."""
+
+    _cap: Any
+    frames_read: int
+
+    def _start(self, first: np.ndarray) -> None:
+        self._pending: np.ndarray | None = first
+        fps = self._cap.get(cv2().CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 1 <= fps <= 240 else 30.0
+        self.frames_read = 0
+
+    def _next(self) -> np.ndarray | None:
+        """The next frame in BGR, or None when OpenCV delivers none."""
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+        else:
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                return None
+        self.frames_read += 1
+        return _as_bgr(frame)
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class OpenCVCapture(_CvStream):
     """A webcam (index or ``/dev/videoN``) or a network stream (``rtsp://``...) read with OpenCV.
 
     Asks the driver to keep one buffer (``CAP_PROP_BUFFERSIZE=1``); the pipeline's grabber
@@ -97,31 +125,21 @@ class OpenCVCapture:
             self._cap.release()
             raise DemoError("the camera opened but delivered no frame", where=self.name,
                             hint="is another program using it? unplug and replug it")
-        self._pending: np.ndarray | None = first
         self.size = (first.shape[1], first.shape[0])
-        fps = self._cap.get(cv.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and 1 <= fps <= 240 else 30.0
-        self.frames_read = 0
+        self._start(first)
 
     def read(self) -> np.ndarray | None:
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-        else:
-            ok, frame = self._cap.read()
-            if not ok or frame is None:
-                raise DemoError(f"the camera stopped delivering frames after {self.frames_read} frames",
-                                where=self.name, hint="was it unplugged? reconnect it and start again")
-        self.frames_read += 1
-        return _as_bgr(frame)
-
-    def close(self) -> None:
-        self._cap.release()
+        frame = self._next()
+        if frame is None:  # a camera has no end of stream: a failed read is a fault
+            raise DemoError(f"the camera stopped delivering frames after {self.frames_read} frames",
+                            where=self.name, hint="was it unplugged? reconnect it and start again")
+        return frame
 
 
 # ---------------------------------------------------------------------------------------------
 # Video files
 # ---------------------------------------------------------------------------------------------
-class VideoFile:
+class VideoFile(_CvStream):
     """A video file read in order, every frame (not live): a recording of a clip has one
     output frame per input frame. ``size`` resizes frames as they are read."""
 
@@ -147,29 +165,16 @@ class VideoFile:
             raise DemoError("cannot decode this file as a video", where=self.path,
                             hint="is it a complete video (mp4, avi, mkv...) in a codec FFmpeg reads?")
         self._resize = size if size is not None and size != (first.shape[1], first.shape[0]) else None
-        self._pending: np.ndarray | None = first
         self.size = size or (first.shape[1], first.shape[0])
-        fps = self._cap.get(cv.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and 1 <= fps <= 240 else 30.0
         count = int(self._cap.get(cv.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None  # from the container: a hint, not a promise
-        self.frames_read = 0
+        self._start(first)
 
     def read(self) -> np.ndarray | None:
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-        else:
-            ok, frame = self._cap.read()
-            if not ok or frame is None:
-                return None
-        self.frames_read += 1
-        frame = _as_bgr(frame)
-        if self._resize is not None:
+        frame = self._next()  # None: the end of the file
+        if frame is not None and self._resize is not None:
             frame = cv2().resize(frame, self._resize, interpolation=cv2().INTER_AREA)
         return frame
-
-    def close(self) -> None:
-        self._cap.release()
 
 
 # ---------------------------------------------------------------------------------------------
