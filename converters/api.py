@@ -156,9 +156,9 @@ def convert(
     fmts = _parse_formats(formats)
     if precision not in ("fp32", "fp16", "int8"):
         raise UsageError(f"unknown precision '{precision}'", hint="choose fp32, fp16 or int8")
-    if precision == "int8" and fmts != ["tflite"]:
-        raise UsageError(f"--precision int8 writes TFLite only (full-integer, for int8 accelerators); asked for {', '.join(fmts)}",
-                         hint="use --to tflite with int8, or fp32/fp16 for the other formats")
+    if precision == "int8" and "coreml" in fmts:
+        raise UsageError("--precision int8 writes TFLite (full-integer) and ONNX (QDQ), not CoreML",
+                         hint="use --to tflite,onnx with int8, or fp32/fp16 for CoreML")
     if input_layout not in ("NCHW", "NHWC"):
         raise UsageError(f"unknown input layout '{input_layout}'", hint="choose NCHW or NHWC")
     if input_layout != "NCHW" and not fold_preprocess:
@@ -272,7 +272,7 @@ def convert(
                     exported[fmt].passes.extend(tfl_applied)
                     applied.extend(p for p in tfl_applied if p not in applied)
                 if precision == "int8":  # after the TFLite passes: they rewrite float ops
-                    _quantize(exported[fmt], cap, fold, by_fmt[fmt]["main"].io_layouts)
+                    _quantize(fmt, exported[fmt], cap, fold, by_fmt[fmt]["main"].io_layouts)
             except EdgekitError as e:
                 _remove(dest)
                 exported.pop(fmt, None)  # a format-level step after the export failed: nothing to verify
@@ -548,9 +548,9 @@ def _innermost(session: Any) -> Any:
     return session
 
 
-def _quantize(result: Any, cap: Any, fold: Any, io_layouts: dict | None) -> None:
-    """Full-integer int8 quantization of the exported TFLite in place (see
-    :mod:`edgekit.converters.quantize`), calibrated on inputs in the file's layouts."""
+def _quantize(fmt: str, result: Any, cap: Any, fold: Any, io_layouts: dict | None) -> None:
+    """int8 quantization of the exported file in place (see :mod:`edgekit.converters.quantize`),
+    calibrated on inputs in the file's layouts: full-integer TFLite, QDQ ONNX."""
     import numpy as np
 
     from edgekit.converters import quantize
@@ -561,6 +561,10 @@ def _quantize(result: Any, cap: Any, fold: Any, io_layouts: dict | None) -> None
     moves = {name: LayoutMap(lay["source"], lay["artifact"])
              for name, lay in ((io_layouts or {}).get("inputs") or {}).items() if lay["source"] != lay["artifact"]}
     feeds = [{n: (moves[n](a) if n in moves else a) for n, a in zip(cap.input_names, arrays)} for arrays in samples]
+    if fmt == "onnx":
+        quantize.quantize_onnx_int8(result.path, feeds)
+        result.passes.append(f"{quantize.ONNX_INT8_PASS} on {what}")
+        return
     if quantize.prepare_for_int8(result.path):
         result.passes.append(quantize.PREP_PASS)
     result.extra["quantized_io"] = quantize.quantize_int8(result.path, feeds)

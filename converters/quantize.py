@@ -1,5 +1,7 @@
-"""Full-integer int8 quantization of a written ``.tflite`` (``--precision int8``), for the
-accelerators that run int8 models only (Edge TPU, Ethos-U; NNAPI and Hexagon run them fastest).
+"""int8 quantization of written artifacts (``--precision int8``), for the accelerators that run
+int8 models only (Edge TPU, Ethos-U; NNAPI and Hexagon run them fastest). TFLite gets a
+full-integer model (below); ONNX gets QDQ (:func:`quantize_onnx_int8`): float inputs and outputs,
+QuantizeLinear/DequantizeLinear around int8 tensors, the form the ONNX NPU providers take.
 
 Post-training static quantization with ai-edge-quantizer's ``static_wi8_ai8`` recipe: int8
 weights (per channel) and int8 activations whose ranges come from min/max calibration on
@@ -33,9 +35,11 @@ import numpy as np
 from edgekit._fs import atomic_path
 from edgekit.errors import ConversionError
 
-__all__ = ["calibration_inputs", "prepare_for_int8", "quantize_int8", "INT8_PASS", "PREP_PASS"]
+__all__ = ["calibration_inputs", "prepare_for_int8", "quantize_int8", "quantize_onnx_int8", "INT8_PASS", "ONNX_INT8_PASS",
+           "PREP_PASS"]
 
 INT8_PASS = "ai_edge_quantizer.static_wi8_ai8(min-max calibration)"
+ONNX_INT8_PASS = "onnxruntime.quantization.quantize_static(QDQ, per-channel int8 weights, int8 activations)"
 PREP_PASS = "int8_prep: MINIMUM(x, c) as -MAXIMUM(-x, -c), PRELU as RELU(x) - a*RELU(-x) (exact; ops the quantizer has)"
 PHOTOS = ("coffee", "astronaut", "chelsea", "rocket")
 
@@ -269,6 +273,33 @@ def _probe(path: Path, timeout: float = 120.0) -> None:
         why = f"signal {-done.returncode}" if done.returncode < 0 else (lines[-1][:200] if lines else f"exit {done.returncode}")
         raise ConversionError("export", f"the int8 model ai-edge-quantizer wrote does not run in LiteRT ({why})",
                               hint="convert with --precision fp32 (or fp16) for this model")
+
+
+def quantize_onnx_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> None:
+    """Rewrite the ONNX file ``path`` in place as int8 QDQ (onnxruntime's static quantization:
+    per-channel int8 weights, int8 activations, min-max calibration on ``samples``). Inputs and
+    outputs stay float32 with QuantizeLinear/DequantizeLinear at the ends, the form NPU execution
+    providers (QNN, NNAPI) take and onnxruntime's CPU runs with int8 kernels."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from edgekit.converters.exporters import tool_output
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(samples)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    with tool_output():
+        try:
+            with atomic_path(path) as tmp:
+                quantize_static(str(path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error, one line
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ConversionError("export", f"int8 quantization of the ONNX model failed: {type(e).__name__}: {first}",
+                                  hint="convert with --precision fp32 (or fp16) for this model") from None
 
 
 def _signature(path: Path) -> str:

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         pretrained: bool = typer.Option(False, "--pretrained", help="Load the weights that ship with a zoo model."),
         input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="Input shape such as 1x3x224x224; "
                                                         "repeat once per input."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, or int8 (TFLite only: full-integer, calibrated on photos)."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, or int8 (TFLite full-integer and ONNX QDQ, calibrated on photos)."),
         force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (and the manifest) as JSON on stdout."),
         fold_preprocess: bool = typer.Option(False, "--fold-preprocess", help="Artifacts take RGB pixels 0..255; the "

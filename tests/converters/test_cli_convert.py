@@ -52,7 +52,7 @@ def test_summary_table(tmp_path):
     (["--input-shape", "1xAx3"], 2, "cannot read input shape '1xAx3'"),
     (["--target", "no-such-npu"], 2, "no-such-npu"),
     (["--precision", "int4"], 2, "unknown precision"),
-    (["--precision", "int8", "--to", "onnx,tflite"], 2, "int8 writes TFLite only"),
+    (["--precision", "int8", "--to", "tflite,coreml"], 2, "not CoreML"),
     (["--mean", "0.5,x"], 2, "cannot read --mean"),
 ])
 def test_usage_errors_exit_2(tmp_path, args, code, words):

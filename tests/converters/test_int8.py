@@ -1,6 +1,6 @@
-"""``--precision int8``: full-integer TFLite for the int8-only accelerators, calibrated on the
-shipped photos, verified at the int8 bounds, lint-clean for the Edge TPU, and a bundle session
-that takes and returns float arrays in the source's layout (quantized_io)."""
+"""``--precision int8``: full-integer TFLite for the int8-only accelerators (and QDQ ONNX),
+calibrated on the shipped photos, verified at the int8 bounds, lint-clean for the Edge TPU, and a
+bundle session that takes and returns float arrays in the source's layout (quantized_io)."""
 
 from __future__ import annotations
 
@@ -44,11 +44,27 @@ def test_int8_edgetpu(converted, name, shape, pretrained):
         assert raw.inputs[0].dtype == "int8" and raw.inputs[0].layout == "NHWC"
 
 
-def test_int8_is_tflite_only():
+def test_int8_onnx_is_qdq(converted):
+    """ONNX int8 is QDQ (float I/O, QuantizeLinear/DequantizeLinear around int8 tensors), verified
+    at the int8 bounds next to the full-integer TFLite of the same bundle."""
+    r = converted("quicksrnet_small_x2", formats="onnx,tflite", input_shapes=[(1, 3, 32, 32)], pretrained=True,
+                  target="generic-npu", precision="int8", bench_runs=0)
+    art = r.manifest.artifact_for("onnx")
+    assert art.verification["status"] == "passed", art.verification
+    assert any(p.startswith("onnxruntime.quantization.quantize_static(QDQ") for p in art.passes), art.passes
+    assert [t.dtype for t in (*art.inputs, *art.outputs)] == ["float32", "float32"] and "quantized_io" not in art.extra
+    ops = read_model(r.bundle / "model.onnx").op_histogram
+    assert ops.get("QuantizeLinear", 0) >= 1 and ops.get("DequantizeLinear", 0) >= 4 and ops.get("Conv") == 4, ops
+    report = lint(r.bundle / "model.onnx", "generic-npu")
+    assert report.passed and not report.warnings, [(f.op, f.rule, f.message) for f in report.findings]
+    assert r.manifest.artifact_for("tflite").verification["status"] == "passed"
+
+
+def test_int8_refuses_coreml():
     from edgekit.converters.api import convert
 
-    with pytest.raises(UsageError, match="int8 writes TFLite only"):
-        convert("espcn_x2", formats="onnx,tflite", precision="int8", out="/nonexistent/never-written")
+    with pytest.raises(UsageError, match="not CoreML"):
+        convert("espcn_x2", formats="onnx,coreml", precision="int8", out="/nonexistent/never-written")
 
 
 @pytest.mark.parametrize("act", ["clamp01", "prelu"])
