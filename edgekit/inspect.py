@@ -100,9 +100,11 @@ def inspect_bundle(folder: str | os.PathLike, placement: bool = True) -> dict[st
             "path": a.path, "format": a.format, "target": a.target, "precision": a.precision,
             "verification": a.verification, "passes": list(a.passes), "lint": a.lint,
         }
+        if a.source_layouts:
+            entry["source_layouts"] = dict(a.source_layouts)
         file = folder / a.path
         try:
-            entry["inspect"] = inspect_model(file, placement=placement)
+            entry["inspect"] = _manifest_layouts(inspect_model(file, placement=placement), a)
         except EdgekitError as e:
             entry["error"] = str(e)
         artifacts.append(entry)
@@ -115,6 +117,16 @@ def inspect_bundle(folder: str | os.PathLike, placement: bool = True) -> dict[st
         },
         "artifacts": artifacts,
     }
+
+
+def _manifest_layouts(info: dict[str, Any], artifact: Any) -> dict[str, Any]:
+    """The artifact's tensors with the layouts its manifest records (a model file has none)."""
+    layouts = {t.name: t.layout for t in (*artifact.inputs, *artifact.outputs) if t.layout}
+    for key in ("inputs", "outputs"):
+        for t in info.get(key) or []:
+            if not t.get("layout") and t.get("name") in layouts:
+                t["layout"] = layouts[t["name"]]
+    return info
 
 
 # -- TFLite delegate coverage -------------------------------------------------------------------

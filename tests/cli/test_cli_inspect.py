@@ -116,6 +116,7 @@ def test_inspect_bundle(cli, models):
     for a in info["artifacts"]:
         assert "error" not in a, a
         assert a["inspect"]["inputs"][0]["shape"] == [1, 3, 16, 16]
+        assert a["inspect"]["inputs"][0]["layout"] == "NCHW"  # from the manifest: a model file has none
     result = cli("inspect", models["bundle"])
     assert result.exit_code == 0, result.stderr
     assert "tiny-classifier" in result.stdout and "classify" in result.stdout and "model.onnx" in result.stdout
