@@ -120,12 +120,18 @@ def inspect_bundle(folder: str | os.PathLike, placement: bool = True) -> dict[st
 
 
 def _manifest_layouts(info: dict[str, Any], artifact: Any) -> dict[str, Any]:
-    """The artifact's tensors with the layouts its manifest records (a model file has none)."""
-    layouts = {t.name: t.layout for t in (*artifact.inputs, *artifact.outputs) if t.layout}
-    for key in ("inputs", "outputs"):
-        for t in info.get(key) or []:
-            if not t.get("layout") and t.get("name") in layouts:
-                t["layout"] = layouts[t["name"]]
+    """The artifact's tensors with the layouts its manifest records (a model file has none),
+    matched by name, else by position (as a bundle session matches them)."""
+    for key, declared in (("inputs", artifact.inputs), ("outputs", artifact.outputs)):
+        tensors = info.get(key) or []
+        by_name = {t.name: t.layout for t in declared}
+        named = all(t.get("name") in by_name for t in tensors)
+        if not named and len(tensors) != len(declared):
+            continue
+        for i, t in enumerate(tensors):
+            layout = by_name[t["name"]] if named else declared[i].layout
+            if not t.get("layout") and layout:
+                t["layout"] = layout
     return info
 
 
