@@ -26,15 +26,10 @@ SMALL = {"classify": (1, 3, 64, 64), "super-resolve": (1, 3, 32, 32)}
 ZOO_2D = [n for n in zoo.list_models() if zoo.card(n).task in SMALL]
 
 
-def _tflite_ops(path) -> list[str]:
-    from ai_edge_litert import schema_py_generated as S
-    from ai_edge_litert.tools import flatbuffer_utils
+def _tflite_ops(path) -> collections.Counter:
+    from edgekit.runtimes.modelfile import read_model
 
-    names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
-    model = flatbuffer_utils.read_model(str(path))
-    codes = model.operatorCodes
-    return [names[max(codes[o.opcodeIndex].builtinCode, codes[o.opcodeIndex].deprecatedBuiltinCode)]
-            for g in model.subgraphs for o in g.operators]
+    return collections.Counter(read_model(path).op_histogram)
 
 
 def _onnx_ops(path) -> collections.Counter:
@@ -66,9 +61,9 @@ def _check_bundle(result, *, shuffles: int, prelu: int | None = None) -> dict:
     tfl = result.bundle / "model.tflite"
     ops = _tflite_ops(tfl)
     assert "TRANSPOSE" not in ops, ops
-    assert ops.count("DEPTH_TO_SPACE") == shuffles, ops
+    assert ops["DEPTH_TO_SPACE"] == shuffles, ops
     if prelu is not None:
-        assert ops.count("PRELU") == prelu, ops
+        assert ops["PRELU"] == prelu, ops
     report = lint(tfl, TARGET)
     assert report.passed, [(f.op, f.rule, f.message) for f in report.errors]
     assert not [f for f in report.warnings if f.rule == "prelu-decomposed"], "PReLU left split"
@@ -143,7 +138,7 @@ def _check_video_bundle(result, *, attention_blocks: int) -> dict:
         assert report.passed and not report.warnings, (name, [(f.op, f.rule, f.message) for f in report.findings])
         cli = CliRunner().invoke(app, ["lint", str(result.bundle / name), "--target", TARGET])
         assert cli.exit_code == 0, cli.output
-    ops = collections.Counter(_tflite_ops(result.bundle / "model.tflite"))
+    ops = _tflite_ops(result.bundle / "model.tflite")
     assert not [k for k in ops if k in ("TRANSPOSE", "CONV_3D", "BROADCAST_TO") or k.startswith("GATHER")], ops
     onnx_ops = _onnx_ops(result.bundle / "model.onnx")
     assert onnx_ops["Transpose"] == 2 * attention_blocks and "Gather" not in onnx_ops, onnx_ops
