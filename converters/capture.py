@@ -96,13 +96,7 @@ class Captured:
         if p.get("value_range") is None and p.get("mean") is None:
             raise UsageError(f"--fold-preprocess needs the input normalisation of {self.name}, which is not known",
                              hint="pass --mean and --std (and the value range the model expects)")
-        return FoldSpec(
-            mean=tuple(p["mean"]) if p.get("mean") is not None else None,
-            std=tuple(p["std"]) if p.get("std") is not None else None,
-            value_range=tuple(p.get("value_range") or (0.0, 1.0)),
-            color_order=p.get("color_order", "RGB"),
-            input_layout=input_layout,
-        )
+        return FoldSpec.from_preprocess(p, input_layout)
 
 
 # --------------------------------------------------------------------------------------------

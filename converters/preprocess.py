@@ -50,6 +50,14 @@ class FoldSpec:
     color_order: str = "RGB"
     input_layout: str = "NCHW"
 
+    @classmethod
+    def from_preprocess(cls, p: dict[str, Any], input_layout: str = "NCHW") -> "FoldSpec":
+        """The normalisation a model card's (or manifest's) ``preprocess`` describes."""
+        return cls(mean=tuple(p["mean"]) if p.get("mean") is not None else None,
+                   std=tuple(p["std"]) if p.get("std") is not None else None,
+                   value_range=tuple(p.get("value_range") or (0.0, 1.0)),
+                   color_order=p.get("color_order", "RGB"), input_layout=input_layout)
+
     def affine(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``(a, b)`` in float64 such that ``source_input = pixels * a + b``."""
         lo, hi = (float(v) for v in self.value_range)

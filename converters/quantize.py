@@ -57,10 +57,7 @@ def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence
     photos = _photos() if one_image else []
     if photos:
         b, _, h, w = input_shapes[0]
-        spec = FoldSpec(mean=tuple(preprocess["mean"]) if preprocess.get("mean") else None,
-                        std=tuple(preprocess["std"]) if preprocess.get("std") else None,
-                        value_range=tuple(preprocess.get("value_range") or (0.0, 1.0)),
-                        color_order=preprocess.get("color_order", "RGB"))
+        spec = FoldSpec.from_preprocess(preprocess)
         out = []
         for i in range(n):
             rgb = photos[i % len(photos)]

@@ -235,11 +235,7 @@ def _photo_case(input_shapes: Sequence[tuple[int, ...]], task: str, preprocess: 
     px = np.repeat(px, n, axis=0)
     if fold is not None:
         return Case(f"photo:{name}", [normalise(px, fold)], [_layout(px, fold)])
-    spec = FoldSpec(mean=tuple(preprocess["mean"]) if preprocess.get("mean") else None,
-                    std=tuple(preprocess["std"]) if preprocess.get("std") else None,
-                    value_range=tuple(preprocess.get("value_range") or (0.0, 1.0)),
-                    color_order=preprocess.get("color_order", "RGB"))
-    x = normalise(px, spec)
+    x = normalise(px, FoldSpec.from_preprocess(preprocess))
     return Case(f"photo:{name}", [x], [x])
 
 
