@@ -269,16 +269,27 @@ class LayoutMap:
         return np.ascontiguousarray(y.reshape(out_shape))
 
 
-class QuantizedIOSession(Session):
+class _Wrapper(Session):
+    """A session over another one (``inner``): same file, threads, backend and placement;
+    closing it closes ``inner``. Subclasses translate at the boundary in ``_run``."""
+
+    def __init__(self, inner: Session):
+        self.inner = inner
+        self.path, self.threads, self.init_ms = inner.path, inner.threads, inner.init_ms
+        self.backend, self.placement = inner.backend, inner.placement
+
+    def _close(self) -> None:
+        self.inner.close()
+
+
+class QuantizedIOSession(_Wrapper):
     """A session on an int8 (or uint8/int16) artifact that takes and returns float32 like its
     source: inputs are quantized with the file's ``(scale, zero_point)`` (rounded to nearest,
     saturated), outputs dequantized, so apps never hand-quantize. ``quant`` is the artifact's
     ``quantized_io`` manifest entry: ``{tensor name: {"scale", "zero_point", "dtype"}}``."""
 
     def __init__(self, inner: Session, quant: Mapping[str, Mapping[str, Any]]):
-        self.inner = inner
-        self.path, self.threads, self.init_ms = inner.path, inner.threads, inner.init_ms
-        self.backend, self.placement = inner.backend, inner.placement
+        super().__init__(inner)
         self._quant = {name: (float(q["scale"]), int(q["zero_point"])) for name, q in quant.items()}
         for spec in (*inner.inputs, *inner.outputs):
             if spec.name in self._quant and not np.issubdtype(np.dtype(spec.dtype), np.integer):
@@ -303,17 +314,12 @@ class QuantizedIOSession(Session):
                 out[name] = (y.astype(np.float32) - zero) * np.float32(scale)
         return out
 
-    def _close(self) -> None:
-        self.inner.close()
 
-
-class LayoutSession(Session):
+class LayoutSession(_Wrapper):
     """A session in its source model's layouts, translating to and from the artifact's at the boundary."""
 
     def __init__(self, inner: Session, source_layouts: Mapping[str, str]):
-        self.inner = inner
-        self.path, self.threads, self.init_ms = inner.path, inner.threads, inner.init_ms
-        self.backend, self.placement = inner.backend, inner.placement
+        super().__init__(inner)
         self._to_artifact: dict[str, LayoutMap] = {}
         self._to_source: dict[str, LayoutMap] = {}
         names = {s.name for s in (*inner.inputs, *inner.outputs)}
@@ -348,5 +354,3 @@ class LayoutSession(Session):
         to_source = self._to_source
         return {k: (to_source[k](v) if k in to_source else v) for k, v in out.items()}
 
-    def _close(self) -> None:
-        self.inner.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Graph", "builtin", "builtin_ops", "drop_unused_code", "new_op", "opcode"]
+__all__ = ["Graph", "builtin", "builtin_ops", "drop_unused_code", "float_op_check", "float_ops", "new_op", "opcode"]
 
 
 def builtin(code: Any) -> int:
@@ -20,6 +20,32 @@ def builtin_ops(model: Any, code: int) -> list[tuple[int, Any]]:
     """(subgraph index, operator) of every op with builtin operator ``code``."""
     return [(gi, op) for gi, g in enumerate(model.subgraphs or []) for op in g.operators or []
             if builtin(model.operatorCodes[op.opcodeIndex]) == code]
+
+
+def float_ops(model: Any, code_id: int) -> tuple[list[tuple[int, Any]], int]:
+    """(subgraph index, operator) of every float32 op of builtin ``code_id``, and how many
+    quantized ones there are (the decompositions leave those to their fixed-point kernels)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    found, other = [], 0
+    for gi, op in builtin_ops(model, code_id):
+        if model.subgraphs[gi].tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
+            found.append((gi, op))
+        else:
+            other += 1
+    return found, other
+
+
+def float_op_check(path: Any, code_id: int, name: str) -> str | None:
+    """A TFLite pass's ``check``: None when the file has a float32 ``name`` op, else why not."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    found, other = float_ops(flatbuffer_utils.read_model(str(path)), code_id)
+    if found:
+        return None
+    if other:
+        return f"its {other} {name} op(s) are quantized; only float32 {name} is decomposed"
+    return f"the model has no {name}"
 
 
 def opcode(model: Any, code_id: int) -> int:

@@ -47,13 +47,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.converters.passes._tflite import (
-    Graph,
-    builtin,
-    drop_unused_code,
-    new_op,
-    opcode,
-)
+from edgekit.converters.passes._tflite import Graph, drop_unused_code, float_op_check, float_ops, new_op, opcode
 
 from edgekit._fs import atomic_path
 
@@ -62,31 +56,16 @@ __all__ = ["check", "rewrite"]
 _TAG = "hardswish_decompose"
 
 
-def _hardswish_ops(model: Any) -> tuple[list[tuple[int, Any]], int]:
-    """(subgraph index, operator) of every float32 HARD_SWISH, and how many others there are."""
+def _hardswish(model: Any) -> list[tuple[int, Any]]:
     from ai_edge_litert import schema_py_generated as schema
 
-    found, other = [], 0
-    for gi, graph in enumerate(model.subgraphs or []):
-        for op in graph.operators or []:
-            if builtin(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.HARD_SWISH:
-                continue
-            if graph.tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
-                found.append((gi, op))
-            else:
-                other += 1
-    return found, other
+    return float_ops(model, schema.BuiltinOperator.HARD_SWISH)[0]
 
 
 def check(path: Path) -> str | None:
-    from ai_edge_litert.tools import flatbuffer_utils
+    from ai_edge_litert import schema_py_generated as schema
 
-    found, other = _hardswish_ops(flatbuffer_utils.read_model(str(path)))
-    if found:
-        return None
-    if other:
-        return f"its {other} HARD_SWISH op(s) are quantized; only float32 HARD_SWISH is decomposed"
-    return "the model has no HARD_SWISH"
+    return float_op_check(path, schema.BuiltinOperator.HARD_SWISH, "HARD_SWISH")
 
 
 def _decomposed(g: Graph, op: Any, add: int, mul: int) -> list[Any]:
@@ -114,7 +93,7 @@ def rewrite(path: Path) -> Path:
 
     path = Path(path)
     model = flatbuffer_utils.read_model(str(path))
-    found, _ = _hardswish_ops(model)
+    found = _hardswish(model)
     if not found:
         return path
     targets = {id(op) for _, op in found}

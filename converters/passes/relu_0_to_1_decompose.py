@@ -28,35 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from edgekit._fs import atomic_path
-from edgekit.converters.passes._tflite import Graph, builtin_ops, drop_unused_code, new_op, opcode
+from edgekit.converters.passes._tflite import Graph, drop_unused_code, float_op_check, float_ops, new_op, opcode
 
 __all__ = ["check", "rewrite"]
 
 _TAG = "relu_0_to_1_decompose"
 
 
-def _targets(model: Any) -> tuple[list[tuple[int, Any]], int]:
-    """(subgraph, op) of every float32 RELU_0_TO_1, and how many quantized ones there are."""
+def check(path: Path) -> str | None:
     from ai_edge_litert import schema_py_generated as schema
 
-    found, other = [], 0
-    for gi, op in builtin_ops(model, schema.BuiltinOperator.RELU_0_TO_1):
-        if model.subgraphs[gi].tensors[op.inputs[0]].type == schema.TensorType.FLOAT32:
-            found.append((gi, op))
-        else:
-            other += 1
-    return found, other
-
-
-def check(path: Path) -> str | None:
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    found, other = _targets(flatbuffer_utils.read_model(str(path)))
-    if found:
-        return None
-    if other:
-        return f"its {other} RELU_0_TO_1 op(s) are quantized; only float32 RELU_0_TO_1 is decomposed"
-    return "the model has no RELU_0_TO_1"
+    return float_op_check(path, schema.BuiltinOperator.RELU_0_TO_1, "RELU_0_TO_1")
 
 
 def _fusable_producer(graph: Any, x: int) -> Any | None:
@@ -80,7 +62,7 @@ def rewrite(path: Path) -> Path:
 
     path = Path(path)
     model = flatbuffer_utils.read_model(str(path))
-    found, _ = _targets(model)
+    found, _ = float_ops(model, schema.BuiltinOperator.RELU_0_TO_1)
     if not found:
         return path
     targets = {id(op) for _, op in found}
