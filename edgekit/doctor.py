@@ -176,7 +176,7 @@ def _os_info() -> dict[str, Any]:
 
 
 def _cpu() -> dict[str, Any]:
-    from edgekit.runtimes.host import physical_cores
+    from edgekit.runtimes.host import THREADS_ENV, physical_cores
 
     arch = platform.machine() or "unknown"
     features, source = cpu_features()
@@ -186,6 +186,7 @@ def _cpu() -> dict[str, Any]:
         "model": _cpu_model(),
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
+        "threads_env": os.environ.get(THREADS_ENV) or None,
         "features": features,
         "features_source": source,
     }

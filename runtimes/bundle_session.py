@@ -106,7 +106,7 @@ def open_bundle(folder: str | os.PathLike, backend: str = "auto", threads: int |
     source layouts. Other ``options`` go to the backend (e.g. ``strict=True``).
     """
     from edgekit.bundle import MANIFEST_NAME, read_manifest
-    from edgekit.runtimes.host import physical_cores
+    from edgekit.runtimes.host import default_threads
     from edgekit.runtimes.registry import backend_module
 
     folder = Path(folder)
@@ -122,7 +122,7 @@ def open_bundle(folder: str | os.PathLike, backend: str = "auto", threads: int |
     path = folder / rel
     if not path.exists():
         raise ModelFileNotFound(path, hint="the bundle is incomplete; re-run `edgekit convert`")
-    session = backend_module(name).open_session(path, threads=threads or physical_cores(), accelerator=accelerator,
+    session = backend_module(name).open_session(path, threads=threads or default_threads(), accelerator=accelerator,
                                                 **options)
     try:
         session.inputs = _with_layouts(session.inputs, artifact.inputs, path, "inputs")

@@ -6,7 +6,9 @@ import os
 import platform
 from functools import lru_cache
 
-__all__ = ["physical_cores", "is_macos", "machine"]
+__all__ = ["physical_cores", "default_threads", "THREADS_ENV", "is_macos", "machine"]
+
+THREADS_ENV = "EDGEKIT_THREADS"
 
 
 @lru_cache(maxsize=None)
@@ -43,6 +45,20 @@ def physical_cores() -> int:
     except (OSError, ValueError):
         pass
     return max(1, logical)
+
+
+def default_threads() -> int:
+    """Threads a session gets when none are asked for: ``EDGEKIT_THREADS`` when it is set (a
+    positive integer: pin every session of a process, e.g. to 1 in CI or beside another busy
+    process), else :func:`physical_cores`."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return physical_cores()
+    if not raw.isdigit() or int(raw) < 1:
+        from edgekit.errors import UsageError
+
+        raise UsageError(f"{THREADS_ENV}={raw!r} is not a positive integer; unset it or set e.g. {THREADS_ENV}=2")
+    return int(raw)
 
 
 def is_macos() -> bool:

@@ -22,7 +22,7 @@ from types import ModuleType
 
 from edgekit.errors import BackendUnavailable, InvalidModelFile, ModelFileNotFound, UsageError
 from edgekit.runtimes.base import Session
-from edgekit.runtimes.host import is_macos, physical_cores
+from edgekit.runtimes.host import is_macos, default_threads
 
 __all__ = ["BACKENDS", "load", "model_format", "backend_module", "available_backends", "backends_for_format"]
 
@@ -78,7 +78,8 @@ def load(
     """Open a model file (.onnx, .ort, .tflite, .mlpackage) or an edgekit bundle folder.
 
     ``backend="auto"`` picks the backend from the file's format (for a bundle: the best
-    verified artifact this host can run). ``threads=None`` uses every physical core.
+    verified artifact this host can run). ``threads=None`` uses every physical core
+    (or ``EDGEKIT_THREADS`` when set).
     ``accelerator`` selects a delegate or execution provider (``"auto"``: the backend's best
     available CPU path; e.g. ``"xnnpack"``, ``"none"``, ``"CUDAExecutionProvider"``, or a
     path to an external TFLite delegate such as ``libedgetpu.so.1``). Backend-specific
@@ -90,7 +91,7 @@ def load(
     if not p.exists():
         raise ModelFileNotFound(p)
     if threads is None:
-        threads = physical_cores()
+        threads = default_threads()
     elif not isinstance(threads, int) or threads < 1:
         raise UsageError(f"threads must be a positive integer, got {threads!r}")
 

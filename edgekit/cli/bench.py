@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def bench(
         model: Path = typer.Argument(..., help="A model file or a bundle folder."),
         backend: str = typer.Option("auto", "--backend", "-b", help="auto, onnxruntime, litert or coreml."),
-        threads: int | None = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: physical cores)."),
+        threads: int | None = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: physical cores, or $EDGEKIT_THREADS)."),
         warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs first."),
         runs: int = typer.Option(100, "--runs", "-n", min=1, help="Timed runs."),
         accelerator: str = typer.Option("auto", "--accelerator", help="Delegate / execution provider (default auto)."),

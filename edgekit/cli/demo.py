@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         size: Optional[str] = typer.Option(None, "--size", metavar="WxH",
                                            help="Capture size (default: the model's input size)."),
         backend: str = typer.Option("auto", "--backend", help="Runtime backend: auto, litert, onnxruntime, coreml."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: physical cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: physical cores, or $EDGEKIT_THREADS)."),
         headless: bool = typer.Option(False, "--headless", help="Open no window (automatic without a display)."),
         record: Optional[Path] = typer.Option(None, "--record", metavar="OUT.mp4",
                                               help="Record the rendered view (headless default: ./edgekit-demo.mp4)."),

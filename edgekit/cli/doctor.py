@@ -32,6 +32,8 @@ def render(r: dict[str, Any]) -> None:
               f"{os_.get('system')} {os_.get('machine')}" + (f" ({os_['distro']})" if os_.get("distro") else ""))
     model = cpu.get("board") or cpu.get("model") or "unknown CPU"
     con.print(f"[bold]CPU[/]  {model}, {cpu.get('physical_cores')} physical cores, {cpu.get('logical_cpus')} logical")
+    if cpu.get("threads_env"):
+        con.print(f"      sessions default to EDGEKIT_THREADS={cpu['threads_env']} threads")
     feats = cpu.get("features") or {}
     if feats:
         con.print("     " + "  ".join(f"[green]✓ {k}[/]" if v else f"[dim]✗ {k}[/]" for k, v in feats.items())

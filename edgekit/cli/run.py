@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
                                            help="Where to save: .npy (one output), .npz (all), or an image (.png, .jpg) "
                                                 "for an image-like output. Default: <input>.out.npy/.npz here."),
         backend: str = typer.Option("auto", "--backend", "-b", help="auto, onnxruntime, litert or coreml."),
-        threads: int | None = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: physical cores)."),
+        threads: int | None = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: physical cores, or $EDGEKIT_THREADS)."),
         accelerator: str = typer.Option("auto", "--accelerator", help="Delegate / execution provider (default auto)."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
