@@ -26,8 +26,8 @@ import numpy as np
 from edgekit.numerics import FACTOR, Bound, worst_error
 from edgekit.runtimes.host import default_threads
 
-__all__ = ["Bound", "THREADS", "assert_close", "assert_matches", "fp32_bound", "fp32_bounds", "bounds_over",
-           "float64_outputs", "worst_error"]
+__all__ = ["Bound", "THREADS", "assert_close", "assert_matches", "assert_same_function", "fp32_bound", "fp32_bounds",
+           "bounds_over", "float64_outputs", "worst_error"]
 
 THREADS = default_threads()
 """Threads for bare runtimes in tests: ``EDGEKIT_THREADS`` when set, else the physical cores."""
@@ -97,3 +97,46 @@ def assert_matches(actual: Any, fn: Callable, *inputs: Any, what: str = "output"
         label = what if len(want) == 1 else f"{what}[{i}]"
         worst = max(worst, assert_close(g, w, Bound.measured(w, w64, factor), label))
     return worst
+
+
+def assert_same_function(actual_fn: Callable, expected_fn: Callable, *inputs: Any, what: str = "output",
+                         factor: float = FACTOR) -> float:
+    """Two torch implementations of one function (a rewritten graph module and its source) agree
+    on ``inputs`` within the looser of their two measured bounds. Measuring both sides matters
+    where they are conditioned differently: a normalisation over a constant group is exact in
+    PyTorch's fused kernel but amplifies the rounding of the mean by 1/sqrt(eps) when written
+    out op by op."""
+    import torch
+
+    xs = [torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x for x in inputs]
+    with torch.no_grad():
+        got = [o.detach().numpy() for o in _outputs(actual_fn(*xs))]
+        want = [o.detach().numpy() for o in _outputs(expected_fn(*xs))]
+    got64, want64 = float64_outputs(actual_fn, *inputs), float64_outputs(expected_fn, *inputs)
+    assert len(got) == len(want), f"{what}: {len(got)} outputs, the source has {len(want)}"
+    worst = 0.0
+    for i, (g, w, g64, w64) in enumerate(zip(got, want, got64, want64)):
+        bound = Bound.largest([Bound.measured(g, g64, factor), Bound.measured(w, w64, factor)])
+        worst = max(worst, assert_close(g, w, bound, what if len(want) == 1 else f"{what}[{i}]"))
+    return worst
+
+
+def assert_verified(verification: dict, what: str = "artifact") -> None:
+    """A verification recorded by ``edgekit convert`` (a manifest artifact's ``verification``)
+    passed, and every output's recorded metrics lie within the tolerance the product recorded
+    beside them (``verification["tolerance"]``: ``max_rel``, ``cosine``, ``psnr_db`` and
+    ``top1`` where present), unless the product's float64 second opinion
+    (``conditioning.within``) passed the artifact. Tests check this rather than typing
+    thresholds of their own, which would drift from the product's tolerance table."""
+    v = verification
+    assert v.get("status") == "passed", f"{what}: verification {v.get('status')}: {v.get('reason')}"
+    tol = v["tolerance"]
+    if "top1" in tol and "top1_agreement" in v:
+        assert v["top1_agreement"] >= tol["top1"], f"{what}: top-1 agreement {v['top1_agreement']} < {tol['top1']}"
+    if v.get("conditioning", {}).get("within"):
+        return
+    for name, m in v.get("outputs", {}).items():
+        assert m["max_rel"] <= tol["max_rel"], f"{what}: output '{name}' max_rel {m['max_rel']:.3g} > {tol['max_rel']:g}"
+        assert m["cosine"] >= tol["cosine"], f"{what}: output '{name}' cosine {m['cosine']!r} < {tol['cosine']}"
+        if "psnr_db" in tol and m.get("psnr_db") is not None:
+            assert m["psnr_db"] >= tol["psnr_db"], f"{what}: output '{name}' PSNR {m['psnr_db']:.1f} < {tol['psnr_db']} dB"

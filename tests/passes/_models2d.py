@@ -97,18 +97,6 @@ def run(program: torch.export.ExportedProgram, *xs: torch.Tensor) -> torch.Tenso
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def assert_close(got: torch.Tensor, want: torch.Tensor, tol: float = 1e-5, what: str = "") -> float:
-    """Max abs error relative to the output's scale; reports the worst element and where."""
-    got, want = (np.asarray(t.detach() if isinstance(t, torch.Tensor) else t, dtype=np.float64) for t in (got, want))
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    err = np.abs(got - want)
-    worst = np.unravel_index(int(np.argmax(err)), err.shape)
-    scale = max(1.0, float(np.abs(want).max()))
-    assert err.max() <= tol * scale, (f"{what}: worst error {err.max():.3g} at {worst} "
-                                      f"(got {got[worst]:.6g}, want {want[worst]:.6g})")
-    return float(err.max())
-
-
 def tflite_ops(path) -> list[str]:
     from ai_edge_litert import schema_py_generated as S
     from ai_edge_litert.tools import flatbuffer_utils
@@ -121,10 +109,12 @@ def tflite_ops(path) -> list[str]:
 
 
 def run_tflite(path, x: np.ndarray) -> np.ndarray:
-    """One inference of a single-input, single-output .tflite (one thread: deterministic)."""
+    """One inference of a single-input, single-output .tflite (``THREADS``: the suite's setting)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(path), num_threads=1)
+    from numeric import THREADS
+
+    it = Interpreter(model_path=str(path), num_threads=THREADS)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()

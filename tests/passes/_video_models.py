@@ -179,18 +179,6 @@ def run_source_layout(program: torch.export.ExportedProgram, x: torch.Tensor) ->
         return from_artifact(program, program.module()(to_artifact(program, x)))
 
 
-def assert_close(got: torch.Tensor, want: torch.Tensor, rel: float = 1e-5, what: str = "") -> float:
-    """Worst |got − want| relative to max |want|; fails naming the worst element."""
-    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
-    err = (got - want).abs()
-    scale = max(want.abs().max().item(), 1e-12)
-    worst = err.max().item() / scale
-    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
-    assert worst <= rel, f"{what}: worst relative error {worst:.3g} at {where} (got {got[where].item()}, " \
-                         f"want {want[where].item()})"
-    return worst
-
-
 def ops(program: torch.export.ExportedProgram) -> dict[str, int]:
     return _fx.count_ops(program)
 

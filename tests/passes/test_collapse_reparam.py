@@ -8,7 +8,10 @@ from torch import nn
 from edgekit import zoo
 from edgekit.converters.passes import collapse_reparam as C
 from edgekit.zoo.sr import LinearBlock
-from _models2d import assert_close, export, ops, run
+from _models2d import export, ops, run
+from numeric import assert_matches
+
+pytestmark = pytest.mark.numeric
 
 CONV, ADD = "aten.conv2d.default", "aten.add.Tensor"
 
@@ -51,7 +54,7 @@ def test_linear_chain_collapses(residual, expand_bias):
     assert ops(out)[ADD] == 0 and ops(ep)[ADD] == int(residual)
     with torch.no_grad():
         for inp in (x, x * 100, torch.zeros_like(x), -x):
-            assert_close(run(out, inp), model(inp), tol=2e-6, what=f"residual={residual}")
+            assert_matches(run(out, inp), model, inp, what=f"residual={residual}")
 
 
 def test_sesr_training_form_becomes_the_deploy_graph():
@@ -67,7 +70,7 @@ def test_sesr_training_form_becomes_the_deploy_graph():
     assert ops(out) == deploy_ops
     with torch.no_grad():
         for inp in (x, torch.zeros_like(x), torch.ones_like(x)):
-            assert_close(run(out, inp), train(inp), tol=1e-6, what="sesr")
+            assert_matches(run(out, inp), train, inp, what="sesr")
 
 
 def test_not_applied_with_reason():

@@ -5,7 +5,10 @@ import torch
 from torch import nn
 
 from edgekit.converters.passes import _fx, frames_to_batch, groupnorm_decompose
-from _video_models import ClipGroupNorm, Plain2d, assert_close, export, latent, ops, run_source_layout
+from _video_models import ClipGroupNorm, Plain2d, export, latent, ops, run_source_layout
+from numeric import assert_matches, assert_same_function
+
+pytestmark = pytest.mark.numeric
 
 GN = "aten.group_norm.default"
 
@@ -36,13 +39,11 @@ def test_decomposes_and_matches(model, shape):
     assert "aten.reshape.default" not in after and "aten.view.default" not in after, after
     # a 4-D norm needs no tensor above rank 4; a 5-D one stays ≤ its input rank (frames_to_batch folds it)
     assert _fx.max_rank(out) <= len(shape)
-    want = model.eval()(x)
-    # σ = 0 (constant input): rounding of the mean is amplified by 1/√ε = 1000 in both
-    # implementations, so that edge case is held to 1e-4
-    for name, xi, rel in [("random", x, 1e-5), ("offset 10", x + 10.0, 1e-5), ("tiny", x * 1e-4, 1e-5),
-                          ("constant", torch.full(shape, 0.7), 1e-4)]:
-        assert_close(run_source_layout(out, xi), model(xi), rel=rel, what=name)
-    assert_close(run_source_layout(out, x), want, what="random")
+    # σ = 0 (constant input): the decomposition's rounding of the mean is amplified by 1/√ε ≈ 316,
+    # PyTorch's fused kernel is exact there; both sides are measured against float64
+    assert run_source_layout(out, x).shape == model.eval()(x).shape  # no layout change to undo
+    for name, xi in [("random", x), ("offset 10", x + 10.0), ("tiny", x * 1e-4), ("constant", torch.full(shape, 0.7))]:
+        assert_same_function(out.module(), model, xi, what=name)
 
 
 def test_clip_norm_folds_to_rank4_without_transpose():
@@ -51,7 +52,7 @@ def test_clip_norm_folds_to_rank4_without_transpose():
     out = frames_to_batch.rewrite(groupnorm_decompose.rewrite(export(model, x)))
     assert _fx.max_rank(out) <= 4
     assert "aten.permute.default" not in ops(out) and "aten.transpose.int" not in ops(out), ops(out)
-    assert_close(run_source_layout(out, x), model(x))
+    assert_matches(run_source_layout(out, x), model, x)
 
 
 def test_clip_norm_folded_directly_by_frames_to_batch():
@@ -60,7 +61,7 @@ def test_clip_norm_folded_directly_by_frames_to_batch():
     model = ClipGroupNorm(8, 2)
     out = frames_to_batch.rewrite(export(model, x))
     assert GN not in ops(out) and _fx.max_rank(out) <= 4
-    assert_close(run_source_layout(out, x), model(x))
+    assert_matches(run_source_layout(out, x), model, x)
 
 
 def test_group_average_weight():
@@ -75,7 +76,7 @@ def test_one_channel_per_group_needs_no_conv():
     x = latent((2, 8, 4, 4))
     out = groupnorm_decompose.rewrite(export(model, x))
     assert "aten.conv2d.default" not in ops(out)
-    assert_close(run_source_layout(out, x), model(x))
+    assert_matches(run_source_layout(out, x), model, x)
 
 
 def test_negative_no_groupnorm():

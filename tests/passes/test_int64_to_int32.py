@@ -10,7 +10,10 @@ from torch import nn
 
 from edgekit.converters.passes import int64_to_int32 as p64
 from edgekit.converters.passes import run_pipeline
-from _models2d import ConvBN, assert_close, export, ops
+from _models2d import ConvBN, export, ops
+from numeric import Bound, THREADS, assert_close, fp32_bounds
+
+pytestmark = pytest.mark.numeric
 
 
 class SegHead(nn.Module):
@@ -95,22 +98,26 @@ def _int32(xs):
     return tuple(x.int() if x.dtype == torch.int64 else x for x in xs)
 
 
+def _float_bounds(model, xs):
+    """The source's measured float32 bound per output (integer outputs are compared exactly)."""
+    return fp32_bounds(model, *xs)
+
+
 def _flat(out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def _assert_same(got, want, what, tol=0.0):
+def _assert_same(got, want, what, bounds=None):
     """Integer outputs exactly (int32 where the source has int64). Float outputs exactly in the
-    program (the rewrite leaves float ops as they were); through an exporter within ``tol``
-    relative to the output's scale, the exporter's own fp32 rounding (XNNPACK/ORT conv kernels
-    sum in another order: measured 6e-8 on ChannelOrder, 0 elsewhere)."""
+    program (the rewrite leaves float ops as they were); through an exporter within ``bounds``
+    (the source's measured float32 bound per output: XNNPACK/ORT kernels sum in another order)."""
     got, want = _flat(got), _flat(want)
     assert len(got) == len(want), what
     for i, (g, w) in enumerate(zip(got, want)):
         g = g.numpy() if isinstance(g, torch.Tensor) else np.asarray(g)
         w = w.detach().numpy()
         if w.dtype.kind == "f":
-            assert_close(g, w, tol=tol, what=f"{what}[{i}]")
+            assert_close(g, w, bounds[i] if bounds else Bound.exact(), f"{what}[{i}]")
             continue
         assert g.dtype == (np.int32 if w.dtype == np.int64 else w.dtype), f"{what}[{i}]: {g.dtype} for {w.dtype}"
         assert g.shape == w.shape and np.array_equal(g.astype(w.dtype), w), f"{what}[{i}]: {g} != {w}"
@@ -244,7 +251,7 @@ def test_tflite_exact_without_int64(name, tmp_path):
     path = tmp_path / f"{name}.tflite"
     litert_torch.convert(module, _int32(xs)).export(str(path))
     assert _tflite_int64(path) == []
-    with edgekit.load(path, backend="litert", threads=1) as s:
+    with edgekit.load(path, backend="litert", threads=THREADS) as s:
         assert [i.dtype for i in s.inputs] == [("int32" if x.dtype == torch.int64 else "float32") for x in xs]
         for k in range(3):
             inp = tuple(x if x.dtype == torch.int64 else torch.randn_like(x) * 10**k for x in xs)
@@ -252,7 +259,7 @@ def test_tflite_exact_without_int64(name, tmp_path):
                 want = model(*inp)
             got = s(*[x.numpy() for x in _int32(inp)])
             got = [got[o.name] for o in s.outputs] if isinstance(got, dict) else got
-            _assert_same(got, want, f"tflite {name}", tol=1e-5)
+            _assert_same(got, want, f"tflite {name}", _float_bounds(model, inp))
 
 
 def _onnx_int64(model) -> dict[str, list[str]]:
@@ -287,7 +294,7 @@ def test_onnx_int64_only_where_the_spec_wants_it(name, tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
     feed = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), _int32(xs))}
     with torch.no_grad():
-        _assert_same(sess.run(None, feed), model(*xs), f"onnx {name}", tol=1e-5)
+        _assert_same(sess.run(None, feed), model(*xs), f"onnx {name}", _float_bounds(model, xs))
 
 
 def test_convert_records_the_pass(tmp_path):

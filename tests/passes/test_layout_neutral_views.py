@@ -10,7 +10,10 @@ from torch import nn
 
 from edgekit.converters.passes import _fx, frames_to_batch, nhwc_boundary, upsample_nearest_native
 from _models2d import tflite_ops
-from _video_models import PerFrameAttention, assert_close, export, latent
+from _video_models import PerFrameAttention, export, latent
+from numeric import Bound, assert_close, assert_matches, fp32_bound
+
+pytestmark = pytest.mark.numeric
 
 litert_torch = pytest.importorskip("litert_torch")
 
@@ -79,7 +82,7 @@ def test_attention_tokens_without_transpose(tmp_path, monkeypatch):
         edge, names = _tflite(prog, _thwc(x), tmp_path / f"{label}.tflite")
         counts[label] = names.count("TRANSPOSE")
         with torch.no_grad():
-            assert_close(torch.from_numpy(np.asarray(edge(_thwc(x)))), want, what=label)
+            assert_close(np.asarray(edge(_thwc(x))), want, fp32_bound(model, x), label)
     assert counts["before"] >= 2 and counts["after"] == 0, counts
 
 
@@ -111,10 +114,10 @@ def test_temporal_repeat_without_transpose(tmp_path, t):
         counts[label] = names.count("TRANSPOSE")
         outs[label] = torch.from_numpy(np.asarray(edge(xn))).permute(0, 3, 1, 2)
         with torch.no_grad():
-            assert_close(outs[label], model(x), what=label)
+            assert_matches(outs[label], model, x, what=label)
     with torch.no_grad():  # nearest ×(2, 2, 2) by definition: frame t' reads ⌊t'/2⌋
         ref = nn.functional.interpolate(conv_in(x).permute(1, 0, 2, 3)[None], scale_factor=2.0, mode="nearest")
-        assert_close(TemporalRepeatNew()(conv_in(x)), ref[0].permute(1, 0, 2, 3), what="definition")
+        assert_close(TemporalRepeatNew()(conv_in(x)), ref[0].permute(1, 0, 2, 3), Bound.exact(), "definition")
     assert counts["after"] == 0 and (t == 1 or counts["before"] >= 2), counts
 
 
@@ -135,4 +138,4 @@ def test_zoo_decoders_generic_npu_have_no_transpose(tmp_path, name):
     edge, names = _tflite(prog, _thwc(z), tmp_path / f"{name}.tflite")
     assert names.count("TRANSPOSE") == 0, sorted(set(names))
     with torch.no_grad():
-        assert_close(torch.from_numpy(np.asarray(edge(_thwc(z)))), _thwc(model(z)), what=name)
+        assert_close(np.asarray(edge(_thwc(z))), _thwc(model(z)), fp32_bound(model, z), name)

@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from edgekit.converters.passes import mean_to_avgpool, nhwc_boundary
-from _models2d import assert_close, export, ops, run, tflite_ops
+from _models2d import export, ops, run, tflite_ops
+from numeric import assert_matches
+
+pytestmark = pytest.mark.numeric
 
 
 class SEHead(nn.Module):
@@ -41,7 +44,7 @@ def test_rewrite_exact_to_fp32_rounding():
     assert ops(out)["aten.mean.dim"] == 0 and ops(out)["aten.avg_pool2d.default"] == 2
     with torch.no_grad():
         for inp in (x, x * 1e3, torch.zeros_like(x), torch.full_like(x, 3.0)):
-            assert_close(run(out, inp), model(inp), tol=1e-6, what="se-head")
+            assert_matches(run(out, inp), model, inp, what="se-head")
 
 
 def test_tflite_average_pool_without_transpose(tmp_path):
@@ -58,7 +61,7 @@ def test_tflite_average_pool_without_transpose(tmp_path):
         edge.export(str(tmp_path / f"{label}.tflite"))
         names[label] = tflite_ops(tmp_path / f"{label}.tflite")
         with torch.no_grad():
-            assert_close(np.asarray(edge(xn)), model(x), tol=1e-5, what=label)
+            assert_matches(np.asarray(edge(xn)), model, x, what=label)
     assert "TRANSPOSE" in names["mean"]  # litert-torch computes MEAN over (2, 3) in NCHW
     assert "TRANSPOSE" not in names["pool"] and names["pool"].count("AVERAGE_POOL_2D") == 2, names["pool"]
 

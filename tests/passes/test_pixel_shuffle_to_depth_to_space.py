@@ -7,7 +7,10 @@ import torch
 
 from edgekit.converters.passes import _fx2d
 from edgekit.converters.passes import pixel_shuffle_to_depth_to_space as P
-from _models2d import AnchoredShuffle, ConvShuffle, GroupedShuffle, ShuffleNoConv, assert_close, export, ops, run, tflite_ops
+from _models2d import AnchoredShuffle, ConvShuffle, GroupedShuffle, ShuffleNoConv, export, ops, run, tflite_ops
+from numeric import Bound, assert_close, assert_matches
+
+pytestmark = pytest.mark.numeric
 
 PS, D2S = "aten.pixel_shuffle.default", "edgekit.depth_to_space.default"
 
@@ -43,7 +46,7 @@ def test_rewrite_is_exact(stages, r, act):
     assert set(after) <= set(before) | {D2S}, after  # no gather/index op: the permutation is in the weights
     with torch.no_grad():
         for inp in (x, x * 1e3, torch.zeros_like(x), torch.full_like(x, -7.0)):
-            assert_close(run(out, inp), model(inp), tol=0.0, what=f"stages={stages} r={r}")  # bit-identical
+            assert_close(run(out, inp), model(inp), Bound.exact(), f"stages={stages} r={r}")  # bit-identical
 
 
 def test_sum_of_conv_branches_is_permuted_alike():
@@ -58,7 +61,7 @@ def test_sum_of_conv_branches_is_permuted_alike():
     assert ops(out)[PS] == 0 and ops(out)[D2S] == 1 and ops(out)["aten.conv2d.default"] == 3
     with torch.no_grad():
         for inp in (x, x * 10, torch.zeros_like(x)):
-            assert_close(run(out, inp), model(inp), tol=0.0, what="anchored")
+            assert_close(run(out, inp), model(inp), Bound.exact(), "anchored")
 
 
 def test_input_program_is_not_mutated():
@@ -101,7 +104,7 @@ def test_tflite_emits_depth_to_space(two_stage, tmp_path):
     assert names.count("TRANSPOSE") == 2, names  # only the NCHW boundary (nhwc_boundary removes it)
     assert "RESHAPE" not in names
     with torch.no_grad():
-        assert_close(np.asarray(edge(x)), model(x), tol=1e-5, what="tflite")
+        assert_matches(np.asarray(edge(x)), model, x, what="tflite")
 
 
 def test_onnx_emits_dcr_depth_to_space(two_stage, tmp_path):
@@ -116,7 +119,7 @@ def test_onnx_emits_dcr_depth_to_space(two_stage, tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
-        assert_close(got, model(x), tol=1e-5, what="onnx")
+        assert_matches(got, model, x, what="onnx")
 
 
 def test_coreml_emits_mil_depth_to_space(two_stage):
@@ -168,7 +171,7 @@ def test_frame_gather_moves_before_depth_to_space(tmp_path):
     names = {}
     for label, prog in variants.items():
         with torch.no_grad():
-            assert_close(run(prog, x), model(x), tol=1e-5, what=f"{label} program")
+            assert_matches(run(prog, x), model, x, what=f"{label} program")
         module = nhwc_boundary.rewrite(prog).module()
         module.training = False
         edge = litert_torch.convert(module, (xn,))
@@ -176,6 +179,6 @@ def test_frame_gather_moves_before_depth_to_space(tmp_path):
         names[label] = tflite_ops(tmp_path / f"{label}.tflite")
         with torch.no_grad():
             got = np.asarray(edge(xn)).transpose(0, 3, 1, 2)
-            assert_close(got, model(x), tol=1e-5, what=f"{label} tflite")
+            assert_matches(got, model, x, what=f"{label} tflite")
     assert names["before"].count("TRANSPOSE") >= 2, names["before"]
     assert names["after"].count("TRANSPOSE") == 0 and names["after"].count("DEPTH_TO_SPACE") == 1, names["after"]

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from edgekit.converters.passes import nhwc_boundary, pixel_shuffle_to_transpose_conv as T
-from _models2d import ConvShuffle, assert_close, export, ops, run, tflite_ops
+from _models2d import ConvShuffle, export, ops, run, tflite_ops
+from numeric import Bound, assert_close, fp32_bound
+
+pytestmark = pytest.mark.numeric
 
 
 @pytest.mark.parametrize("r,stages", [(2, 1), (3, 1), (2, 2)])
@@ -21,7 +24,7 @@ def test_rewrite_is_exact(r, stages):
     assert ops(out)["aten.conv_transpose2d.input"] == stages
     with torch.no_grad():
         for inp in (x, x * 1e6, torch.zeros_like(x), -x):
-            assert_close(run(out, inp), model(inp), tol=0.0, what=f"r={r}")
+            assert_close(run(out, inp), model(inp), Bound.exact(), f"r={r}")
 
 
 def test_tflite_transpose_conv(tmp_path):
@@ -37,7 +40,7 @@ def test_tflite_transpose_conv(tmp_path):
     names = tflite_ops(tmp_path / "m.tflite")
     assert names.count("TRANSPOSE_CONV") == 2 and not {"TRANSPOSE", "RESHAPE", "DEPTH_TO_SPACE"} & set(names), names
     with torch.no_grad():
-        assert_close(np.asarray(edge(xn)), model(x).permute(0, 2, 3, 1), tol=1e-5, what="tflite")
+        assert_close(np.asarray(edge(xn)), model(x).permute(0, 2, 3, 1), fp32_bound(model, x), "tflite")
 
 
 def test_not_applied_without_shuffle():

@@ -1,10 +1,14 @@
 """static_shapes: dynamic dimensions fixed to the example's, shape arithmetic folded."""
 
+import pytest
 import torch
 from torch import nn
 
 from edgekit.converters.passes import static_shapes
-from _models2d import assert_close, export, ops
+from _models2d import export, ops
+from numeric import Bound, assert_close
+
+pytestmark = pytest.mark.numeric
 
 
 class Flatten(nn.Module):
@@ -40,7 +44,7 @@ def test_dynamic_batch_becomes_static():
             assert all(isinstance(d, int) for d in val.shape), (n.name, val.shape)
     with torch.no_grad():
         for inp in (x, x * 1e3, torch.zeros_like(x)):
-            assert_close(out.module()(inp), model(inp), tol=0.0, what="static")
+            assert_close(out.module()(inp), model(inp), Bound.exact(), "static")
 
 
 def test_static_program_not_applied():

@@ -10,9 +10,10 @@ import torch
 
 from edgekit import zoo
 from edgekit.runtimes.modelfile import read_model
-from _video_models import assert_close, export, latent, to_artifact, from_artifact, video_pipeline
+from _video_models import export, latent, to_artifact, from_artifact, video_pipeline
+from numeric import assert_matches
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.numeric]
 Z = (1, 16, 2, 8, 8)
 DECODERS = {"ref": ("video_decoder_ref", {}), "turbo": ("video_decoder_turbo", {}),
             "turbo-permute8d": ("video_decoder_turbo", {"upsample": "permute8d"})}
@@ -60,7 +61,7 @@ def test_tflite_npu_clean_and_exact(key, tmp):
     it.invoke()
     y = torch.from_numpy(np.array(it.get_tensor(it.get_output_details()[0]["index"])))
     with torch.no_grad():
-        assert_close(from_artifact(out, y), model(z), what=f"{key} tflite")
+        assert_matches(from_artifact(out, y), model, z, what=f"{key} tflite")
 
 
 @pytest.mark.parametrize("key", ["ref", "turbo"])
@@ -76,7 +77,7 @@ def test_onnx_rank4_and_exact(key, tmp):
     z = latent(Z, seed=6)
     (y,) = sess.run(None, {sess.get_inputs()[0].name: to_artifact(out, z).numpy()})
     with torch.no_grad():
-        assert_close(from_artifact(out, torch.from_numpy(y)), model(z), what=f"{key} onnx")
+        assert_matches(from_artifact(out, torch.from_numpy(y)), model, z, what=f"{key} onnx")
 
 
 @pytest.mark.parametrize("key", ["ref", "turbo"])
