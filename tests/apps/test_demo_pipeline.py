@@ -79,9 +79,9 @@ def test_slot_blocking_put_waits_for_the_consumer_and_close_wakes_everyone():
     t = threading.Thread(target=producer)
     t.start()
     time.sleep(0.05)
-    assert not done
+    assert not done  # on any machine: the producer cannot return before "a" is taken
     assert s.get() == "a"
-    t.join(1)
+    t.join(30)  # returns as soon as the producer is done; 30 s only bounds a broken Slot
     assert done and s.get() == "b"
 
     waiter_error = []
@@ -95,8 +95,8 @@ def test_slot_blocking_put_waits_for_the_consumer_and_close_wakes_everyone():
     t = threading.Thread(target=waiter)
     t.start()
     time.sleep(0.02)
-    s.close()
-    t.join(1)
+    s.close()  # whether or not the waiter reached get() yet, it sees Closed
+    t.join(30)
     assert waiter_error == ["closed"]
 
 
@@ -141,41 +141,79 @@ def test_max_frames_stops_early(fake_session):
     assert sink.indices == list(range(7))
 
 
+# How the timing tests stay true on any machine: every stage here is a sleep (the fake model,
+# the slow sink, the paced camera), not CPU work, so a slower CPU does not change them; a busier
+# machine adds wake-up latency to each hand-off (milliseconds). Each bound is stated in the run's
+# own measured inference time, and what it tells apart (a frame that waited in a queue, a model
+# left idle while the sink renders) costs whole inference or render times, many times that latency.
+
+
 def test_live_source_drops_stale_frames_and_renders_fresh_ones(fake_session):
-    # camera at 200 fps, model at ~25 fps: most frames must be dropped, none shown stale
+    # camera at 200 fps, model 10x slower: most frames must be dropped, none shown stale
     cam = VirtualCamera((320, 240), fps=200.0, live=True, frames=120)
-    task = make_task("upscale", fake_session(delay_s=0.04))
+    task = make_task("upscale", fake_session(delay_s=0.05))
     sink = RecordingSink()
     stats = Pipeline(cam, task, task.session).run(sink)
     assert stats.captured.count == 120
-    assert stats.dropped > 60, f"only {stats.dropped} of 120 frames dropped with a model 8x slower than the camera"
-    assert stats.rendered.count + stats.dropped <= 120
+    # every frame is either shown or counted as dropped, never both, never lost
+    assert stats.rendered.count + stats.dropped == 120, (stats.rendered.count, stats.dropped)
     assert sink.indices == sorted(sink.indices) and len(set(sink.indices)) == len(sink.indices)
-    # a shown frame is at most ~one inference + pre/render old, never a queue of them
-    assert np.median(sink.ages_ms) < 3 * 40, f"median frame age {np.median(sink.ages_ms):.0f} ms"
+    # the model cannot have run more often than the capture span allowed (+1 for the frame in
+    # flight at each end): the rest were dropped, not queued
+    span_ms = (stats.captured.last - stats.captured.first) * 1e3
+    assert stats.rendered.count <= span_ms / stats.infer.min + 2, (stats.rendered.count, span_ms, stats.infer.min)
+    # a shown frame is about one inference old (plus hand-offs); a queue of stale frames would
+    # add a whole inference per queued frame
+    infer = stats.infer.p50
+    assert np.median(sink.ages_ms) < 3 * infer, f"median frame age {np.median(sink.ages_ms):.0f} ms, inference {infer:.0f} ms"
+
+
+class TimedSession:
+    """Wraps a fake session and records when each run starts and ends."""
+
+    def __init__(self, inner):
+        self.inner, self.spans = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def run(self, feed):
+        t0 = time.perf_counter()
+        out = self.inner.run(feed)
+        self.spans.append((t0, time.perf_counter()))
+        return out
 
 
 def test_pipeline_keeps_the_model_busy(fake_session):
-    """FPS × inference p50 close to 1 when the model is the slowest stage: capture, pre and
-    render overlap with inference instead of adding to it."""
+    """Capture, pre-processing and render overlap with inference instead of adding to it: the
+    model's idle gap between runs is a hand-off, far shorter than the sink's render time (it
+    would be at least that long if rendering ran between inferences)."""
     src = ListSource(40)
-    task = make_task("upscale", fake_session(delay_s=0.025))
-    stats = Pipeline(src, task, task.session).run(RecordingSink(slow_s=0.012))
-    eff = stats.rendered.rate * stats.infer.p50 / 1000
-    assert eff > 0.9, f"efficiency {eff:.3f} (fps {stats.rendered.rate:.1f}, inference p50 {stats.infer.p50:.1f} ms)"
+    session = TimedSession(fake_session(delay_s=0.025))
+    task = make_task("upscale", session)
+    stats = Pipeline(src, task, session).run(RecordingSink(slow_s=0.012))
+    assert stats.rendered.count == 40
+    runs = session.spans[2:]  # after the two warm-up runs
+    gaps_ms = [(b[0] - a[1]) * 1e3 for a, b in zip(runs, runs[1:])]
+    render = stats.render.p50
+    assert np.median(gaps_ms) < 0.5 * render, f"model idle {np.median(gaps_ms):.1f} ms between runs, render {render:.1f} ms"
 
 
 def test_just_in_time_prefetch_cuts_latency_for_live_sources(fake_session):
     """With the camera faster than the model, taking the frame just before the model is free
-    makes frames younger than taking it as soon as the model starts."""
-    ages = {}
+    makes frames younger than taking it as soon as the model starts: without it a frame waits a
+    whole inference for the model (age ≈ 2 inferences); with it, the adaptive margin (≈ 0.05–0.3
+    of an inference). The bound, 0.8 of the other age, leaves ≥ 0.2 inference (20 ms) for wake-up
+    latency."""
+    ages, infer = {}, {}
     for jit in (False, True):
         cam = VirtualCamera((320, 240), fps=500.0, live=True, frames=None)
-        task = make_task("upscale", fake_session(delay_s=0.05))
+        task = make_task("upscale", fake_session(delay_s=0.1))
         sink = RecordingSink()
-        Pipeline(cam, task, task.session, max_frames=25, just_in_time=jit).run(sink)
-        ages[jit] = float(np.median(sink.ages_ms[8:]))
-    assert ages[True] < 0.8 * ages[False], f"median frame age {ages[True]:.0f} ms with just-in-time, {ages[False]:.0f} without"
+        stats = Pipeline(cam, task, task.session, max_frames=20, just_in_time=jit).run(sink)
+        ages[jit], infer[jit] = float(np.median(sink.ages_ms[8:])), stats.infer.p50
+    assert ages[True] < 0.8 * ages[False], (f"median frame age {ages[True]:.0f} ms with just-in-time, "
+                                            f"{ages[False]:.0f} without (inference {infer})")
 
 
 def test_a_fault_in_the_capture_thread_reaches_the_caller_and_stops_everything(fake_session):
@@ -202,7 +240,8 @@ def test_a_camera_that_blocks_forever_is_reported_as_stalled(fake_session):
     t0 = time.perf_counter()
     with pytest.raises(DemoError, match="no frame for"):
         pipe.run(RecordingSink())
-    assert time.perf_counter() - t0 < 5
+    # the pipeline gave up after its 0.5 s stall timeout, not after the driver's 30 s hang
+    assert time.perf_counter() - t0 < 15
     assert not src.closed  # never release a device while a thread is inside read()
 
 

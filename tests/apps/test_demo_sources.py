@@ -51,7 +51,9 @@ def test_virtual_camera_bounded_and_paced():
     t0 = time.perf_counter()
     while live.read() is not None:
         pass
-    assert time.perf_counter() - t0 >= 0.14  # 15 frame intervals at 100 fps
+    # 15 frame intervals at 100 fps: a lower bound, and sleeps never end early, so a slower or
+    # busier machine only makes it longer
+    assert time.perf_counter() - t0 >= 0.14
 
 
 def test_open_source_picks_the_kind():
