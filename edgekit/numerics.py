@@ -32,11 +32,13 @@ Why measuring one side bounds the difference: ``|A - B| <= |A - exact| + |B - ex
 run stands in for the exact result (its own error is 2**-29 times smaller), so ``max|A32 - A64|`` is
 A's error. B computes the same function at the same precision: a different summation order or
 blocking changes *which* terms round, not how many, so its error is of the same order.
-:data:`FACTOR` = 8 covers both sides (2) and the spread between kernels (4): over the zoo, the
-importer's test models and the conformance models, run with 1 and 2 threads and with AVX2 and
-AVX-512 kernels, the largest ratio of one implementation's error to the other's seen here was 2.6
-(``docs/testing.md`` has the table). A wrong op, layout or normalisation is off by 1e-3 of the
-output's range and more, ten thousand times above a typical fp32 bound (~1e-7 of it).
+:data:`FACTOR` = 8 covers both sides and the spread between kernels: over the zoo and three small
+models, PyTorch, onnxruntime (1 and 2 threads), LiteRT/XNNPACK (1 and 2 threads) and the ONNX
+importer, with AVX-512 and with AVX2 kernels, the largest ratio of another implementation's error
+to the measured side's was 4.5 (XNNPACK's GELU and softmax against PyTorch's), and the bound
+exceeded the worst case ``eA + eB`` at least 2.06 times (``benchmarks/fp32_spread.py``;
+``docs/testing.md``). A wrong op, layout or normalisation is off by 1e-3 of the output's range and
+more, thousands of times above a typical fp32 bound (~1e-6 of it).
 
 Example::
 
