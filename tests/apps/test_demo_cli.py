@@ -76,7 +76,8 @@ def test_api_run_matches_the_recording_frame_for_frame(standins, clip, tmp_path)
         assert ok1 and ok2
         up = a.repeat(2, axis=0).repeat(2, axis=1)
         errs.append(np.abs(up[100:380, 200:600].astype(int) - b[100:380, 200:600].astype(int)).mean())
-    # two lossy mp4v generations: a few levels of error; a wrong colour order or offset gives tens
+    # not float round-off but two lossy mp4v generations (the clip, then the recording): a few
+    # levels of mean error (2.8 measured); a wrong colour order gives 87
     assert max(errs) < 6, f"mean abs error per frame {np.round(errs, 2)}"
 
 
@@ -165,10 +166,17 @@ def test_ctrl_c_finalises_the_recording(standins, tmp_path):
            "--frames", "100000", "--headless", "--record", str(out), "--json", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=demo_env(), cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(p.stat().st_size > 50_000 for p in tmp_path.glob(".*partial*")):
+        # wait for a few frames on disk, however slow the host: the wait ends as soon as they are
+        # there, and the deadline only turns a hung demo into a failure naming what was missing
+        deadline = time.monotonic() + 600
+
+        def recorded() -> bool:
+            return any(p.stat().st_size > 50_000 for p in tmp_path.glob(".*partial*"))
+
+        while time.monotonic() < deadline and proc.poll() is None and not recorded():
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()
+        assert recorded(), "the demo wrote no 50 KB of recording in 600 s"
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
@@ -185,6 +193,9 @@ def test_ctrl_c_finalises_the_recording(standins, tmp_path):
 
 # -- keys (the window replaced by a scripted one) -----------------------------------------------------
 class ScriptedWindow:
+    """Presses ``keys[n]`` at the n-th poll counted from the first frame on screen, as a user
+    reacts to what they see: the polls while a slow host prepares the first frame press nothing."""
+
     def __init__(self, keys: dict[int, str]):
         self.keys, self.calls, self.shown = keys, 0, []
 
@@ -192,6 +203,8 @@ class ScriptedWindow:
         self.shown.append(image.copy())
 
     def poll(self, wait_ms: int = 1):
+        if not self.shown:
+            return None
         self.calls += 1
         return self.keys.get(self.calls)
 
@@ -216,7 +229,9 @@ def test_keys_switch_view_pause_snapshot_and_quit(standins, tmp_path):
     import cv2
 
     assert cv2.imread(str(sink.snapshots[0])).shape == (480, 640, 3)
-    assert stats.rendered.count < 20  # quit stopped a 1000-frame source
+    # quit stopped a 1000-frame source: each rendered frame polls once, so quit at the 16th poll
+    # leaves at most 16 rendered, on any host
+    assert stats.rendered.count <= 16
 
 
 def test_a_display_that_does_not_answer_means_headless(standins, tmp_path):

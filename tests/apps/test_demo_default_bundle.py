@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from numeric import THREADS, assert_matches
 
 from demo_standins import demo_env
 from edgekit.apps.camera.models import DEFAULT_BUNDLE_DIR, DEFAULT_SR_INPUT, default_bundle_ready
@@ -29,9 +30,10 @@ def test_default_bundle_is_made_from_the_shipped_weights():
 
 
 @needs_bundle
+@pytest.mark.numeric
 @pytest.mark.parametrize("artifact", ["model.tflite", "model.onnx"])
 def test_default_bundle_computes_what_the_weights_compute(artifact):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import edgekit
     from edgekit import zoo
     from edgekit.assets import load_photo
@@ -42,15 +44,12 @@ def test_default_bundle_computes_what_the_weights_compute(artifact):
     from edgekit.apps.camera.make_default_bundle import shipped_weights
 
     weights, _ = shipped_weights()
-    with torch.no_grad():
-        want = zoo.create("quicksrnet_small_x2", weights=weights)(torch.from_numpy(x)).numpy()
-    with edgekit.load(DEFAULT_BUNDLE_DIR / artifact, threads=1) as s:
+    model = zoo.create("quicksrnet_small_x2", weights=weights)
+    with edgekit.load(DEFAULT_BUNDLE_DIR / artifact, threads=THREADS) as s:
         got = s(x.transpose(0, 2, 3, 1).copy() if s.inputs[0].shape[-1] == 3 else x)
     got = got.transpose(0, 3, 1, 2) if got.shape[-1] == 3 else got
-    d = np.abs(got - want)
-    i = np.unravel_index(int(np.argmax(d)), d.shape)
-    assert got.shape == want.shape == (1, 3, 2 * h, 2 * w)
-    assert d.max() <= 1e-4, f"worst error {d.max():.2e} at {tuple(map(int, i))}"
+    assert got.shape == (1, 3, 2 * h, 2 * w)
+    assert_matches(got, model, x, what=f"{artifact} vs the shipped weights in PyTorch")
 
 
 @needs_bundle

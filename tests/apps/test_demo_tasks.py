@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numeric import THREADS, Bound, assert_close
 
 import edgekit
 from edgekit.apps.camera.tasks import Preprocess, make_task
 from edgekit.errors import DemoError
 from edgekit.runtimes.base import TensorSpec
 
+pytestmark = pytest.mark.numeric
 
-def worst(a: np.ndarray, b: np.ndarray) -> tuple[float, tuple]:
-    d = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    i = np.unravel_index(int(np.argmax(d)), d.shape)
-    return float(d[i]), tuple(int(v) for v in i)
+U64 = 2.0 ** -53  # float64's unit round-off: the softmax and top-k are computed in float64
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -42,8 +41,15 @@ def test_blob_matches_the_step_by_step_reference(layout, pre):
         x = (x - np.asarray(pre.get("mean", [0, 0, 0]))) / np.asarray(pre.get("std", [1, 1, 1]))
     want = (x.transpose(2, 0, 1) if layout == "NCHW" else x)[None]
     assert got.shape == shape and got.dtype == np.float32
-    err, where = worst(got, want)
-    assert err <= 1e-4 * max(1.0, np.abs(want).max()), f"worst error {err:.2e} at {where}"
+    # The blob is (pixel - offset) * scale in float32, offset and scale themselves rounded to
+    # float32: four roundings, of values up to (|hi - lo| + |mean - lo|) / std in output units
+    # (the pixel term and the offset term; the result is no larger).
+    if pre.get("folded"):  # (lo, hi): the input value range, no mean or std
+        largest = abs(hi - lo) + abs(lo)
+    else:
+        mean, std = np.asarray(pre.get("mean", [0, 0, 0])), np.asarray(pre.get("std", [1, 1, 1]))
+        largest = float(np.max((abs(hi - lo) + np.abs(mean - lo)) / np.abs(std)))
+    assert_close(got, want, Bound.roundoff(largest, reduction=1, depth=4), "blob")
 
 
 def test_crop_keeps_the_model_aspect():
@@ -67,7 +73,8 @@ def test_rejects_inputs_the_demo_cannot_feed():
 def test_upscale_renders_the_model_output_exactly(standins, backend):
     """The stand-in computes nearest ×2: the 'model' view must be the nearest upscale of the
     low-res frame, pixel for pixel (±1 for float rounding), in the right colours."""
-    with edgekit.load(standins["nearest_sr"], backend=backend, threads=1) as session:
+    pixels = Bound.quantised(1, "uint8 pixels: the float32 round trip /255, x255 may flip a rounding")
+    with edgekit.load(standins["nearest_sr"], backend=backend, threads=THREADS) as session:
         task = make_task("upscale", session)
         assert task.output_size((320, 240)) == (640, 480) and task.scale == 2
         rng = np.random.default_rng(0)
@@ -78,15 +85,13 @@ def test_upscale_renders_the_model_output_exactly(standins, backend):
         model = task.render(frame, job, outputs, "model").image
         want = frame.repeat(2, axis=0).repeat(2, axis=1)
         # labels are drawn in the bottom-right corner: compare everything above them
-        err, where = worst(model[:400], want[:400])
-        assert err <= 1, f"worst error {err} levels at {where}"
+        assert_close(model[:400], want[:400], pixels, "model view")
         assert tuple(model[10, 10]) == (0, 0, 255)
         split = task.render(frame, task.prepare(frame), session.run(task.prepare(frame).feed), "split").image
         bicubic = task.render(frame, job, outputs, "bicubic").image
         assert split.shape == bicubic.shape == (480, 640, 3)
         np.testing.assert_array_equal(split[:400, :300], bicubic[:400, :300])
-        err, where = worst(split[:400, 340:], want[:400, 340:])
-        assert err <= 1, f"right half of split view: worst error {err} at {where}"
+        assert_close(split[:400, 340:], want[:400, 340:], pixels, "right half of split view")
 
 
 def test_upscale_views_keep_the_output_size(standins):
@@ -100,7 +105,7 @@ def test_upscale_views_keep_the_output_size(standins):
 
 @pytest.mark.parametrize("colour,label", [((0, 0, 255), "red"), ((0, 255, 0), "green"), ((255, 0, 0), "blue")])
 def test_classify_top5_from_manifest_labels(standins, colour, label):
-    with edgekit.load(standins["colour_classifier"], threads=1) as session:
+    with edgekit.load(standins["colour_classifier"], threads=THREADS) as session:
         task = make_task("classify", session)
         frame = np.zeros((240, 320, 3), np.uint8)
         frame[:] = colour  # BGR
@@ -108,7 +113,8 @@ def test_classify_top5_from_manifest_labels(standins, colour, label):
         rendered = task.render(frame, job, session.run(job.feed), "frame")
         top = rendered.top_k
         assert len(top) == 5 and top[0][0] == label, top
-        assert sum(p for _, p in top) == pytest.approx(1.0, abs=1e-6)
+        # all five classes of a float64 softmax: 1 up to the round-off of exp, / and a 5-term sum
+        assert_close(sum(p for _, p in top), 1.0, Bound.roundoff(1.0, reduction=5, depth=3, unit=U64), "top-5 sum")
         assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
         assert rendered.image.shape == (240, 320, 3)
 
@@ -123,10 +129,12 @@ def test_classify_without_labels_shows_indices(fake_session):
             self.manifest.task = "classify"
 
     task = Classify(NoLabels())
-    top = task.top_k(np.array([[0.1, 3.0, -1, 2.0, 0.0, 0.5, 1.0]], np.float32))
+    logits = np.array([[0.1, 3.0, -1, 2.0, 0.0, 0.5, 1.0]], np.float32)
+    top = task.top_k(logits)
     assert [n for n, _ in top] == ["class 1", "class 3", "class 6", "class 5", "class 0"]
-    probs = np.exp([0.1, 3.0, -1, 2.0, 0.0, 0.5, 1.0])
-    assert top[0][1] == pytest.approx(probs[1] / probs.sum())
+    probs = np.exp(logits[0].astype(np.float64))  # the same float32 logits, softmax in float64
+    want = probs[1] / probs.sum()
+    assert_close(top[0][1], want, Bound.roundoff(want, reduction=7, depth=3, unit=U64), "softmax")
 
 
 def test_task_must_match_the_bundle(standins):

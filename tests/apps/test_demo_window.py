@@ -78,9 +78,14 @@ def read_xwd(path: Path) -> np.ndarray:
     return np.dstack([channel(red_mask), channel(green_mask), channel(blue_mask)])
 
 
-# Long enough (about 8 s at the virtual camera's 30 fps) that a loaded CI machine still sees the
-# window drawn before the run ends; the loop below stops looking once it has a screenshot.
+# About 8 s at the virtual camera's 30 fps (longer when the host is slower): the window is on
+# screen for that long. The test keeps the first screenshot that shows it drawn, so a busy host
+# that polls late cannot miss it once seen; the loop stops looking once it has one.
 WINDOW_FRAMES = 240
+
+
+def _drawn(img: np.ndarray) -> bool:
+    return bool((img[:480, :640].max(axis=2) > 0).mean() > 0.9)  # the 640x480 window is up and drawn
 
 
 def test_window_shows_the_demo(xvfb, standins, tmp_path):
@@ -96,15 +101,19 @@ def test_window_shows_the_demo(xvfb, standins, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     screen = None
     try:
-        deadline = time.monotonic() + 90
+        # the loop ends when the window is seen or the demo exits; the deadline only bounds a hang
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
             img = read_xwd(screen_file)
-            if (img[:480, :640].max(axis=2) > 0).mean() > 0.9:  # the 640x480 window is up and drawn
-                time.sleep(1.5)  # let the overlay's rolling statistics settle
-                screen = read_xwd(screen_file)
+            if _drawn(img):
+                screen = img
+                time.sleep(1.5)  # let the overlay's rolling statistics settle (for the docs screenshot)
+                later = read_xwd(screen_file)
+                if _drawn(later):  # else the demo ended meanwhile: keep the screenshot already taken
+                    screen = later
                 break
-        stdout, stderr = proc.communicate(timeout=120)
+        stdout, stderr = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()

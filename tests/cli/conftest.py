@@ -195,23 +195,6 @@ def _one_line_error(result, code: int, *needles: str) -> str:
     return lines[0]
 
 
-def _assert_close(actual: np.ndarray, expected: np.ndarray, atol: float, what: str = "") -> None:
-    """Fail with the worst absolute error and its index, not a bare bool."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    err = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.size else ()
-    assert not err.size or err[worst] <= atol, (
-        f"{what}: worst |error| {err[worst]:.3g} > {atol:g} at {tuple(int(i) for i in worst)} "
-        f"(got {actual[worst]!r}, want {expected[worst]!r})")
-
-
-@pytest.fixture
-def assert_close():
-    """``assert_close(actual, expected, atol, what)``: raises with the worst error and where."""
-    return _assert_close
-
-
 @pytest.fixture
 def one_line_error():
     """``one_line_error(result, code, *needles)``: assert a one-line CLI error; returns the line."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numeric import THREADS, Bound
+
 
 def _load_builders():
     """tests/conformance/model_builders.py under a name no other test folder uses."""
@@ -28,20 +30,23 @@ def _load_builders():
 
 builders = _load_builders()
 
-THREADS = 2
+# THREADS (from numeric): ``EDGEKIT_THREADS`` when set (CI's second run sets 1), else the
+# physical cores; every session and bare runtime of the suite uses it.
 
 
 @dataclass
 class Case:
     """``files``: format -> model path; ``feed``: input arrays in model order; ``expected``:
-    output arrays in model order; ``atol``: tolerance against ``expected``; ``layout``: what
-    the case covers (for reading the test ids)."""
+    output arrays in model order; ``bounds``: one :class:`~edgekit.numerics.Bound` per output
+    against ``expected``, derived from how it was computed; ``layout``: what the case covers
+    (for reading the test ids). ``notes`` may override ``feeds``, ``expected`` and ``bounds``
+    per format."""
 
     name: str
     files: dict[str, Path]
     feed: list[np.ndarray]
     expected: list[np.ndarray]
-    atol: float
+    bounds: list[Bound]
     layout: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -54,19 +59,8 @@ def case_feed(case: Case, fmt: str) -> list[np.ndarray]:
     return case.notes.get("feeds", {}).get(fmt, case.feed)
 
 
-def case_expected(case: Case, fmt: str) -> tuple[list[np.ndarray], float]:
-    return case.notes.get("expected", {}).get(fmt, case.expected), case.notes.get("atol", {}).get(fmt, case.atol)
-
-
-def assert_close(actual: np.ndarray, expected: np.ndarray, atol: float, what: str) -> None:
-    """Equal shapes and dtypes' kinds, and |actual - expected| <= atol everywhere; the failure
-    names the worst element, its index and both values."""
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
-    err = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.size else ()
-    assert err.size == 0 or err[worst] <= atol, (
-        f"{what}: worst error {err[worst]:.3g} > {atol:g} at index {tuple(int(i) for i in worst)} "
-        f"(got {actual[worst]!r}, expected {expected[worst]!r})")
+def case_expected(case: Case, fmt: str) -> tuple[list[np.ndarray], list[Bound]]:
+    return case.notes.get("expected", {}).get(fmt, case.expected), case.notes.get("bounds", {}).get(fmt, case.bounds)
 
 
 def raw_run(fmt: str, path: Path, feed: list[np.ndarray], threads: int = THREADS) -> list[np.ndarray]:

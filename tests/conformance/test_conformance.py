@@ -12,12 +12,15 @@ import json
 
 import numpy as np
 import pytest
+from numeric import Bound, assert_close
 
 import edgekit
 from edgekit.errors import FeedError, UsageError
 from edgekit.runtimes.modelfile import read_model
 
-from conformance_support import CASE_FORMATS, THREADS, assert_close, backend_formats, case_expected, case_feed, raw_run
+from conformance_support import CASE_FORMATS, THREADS, backend_formats, case_expected, case_feed, raw_run
+
+pytestmark = pytest.mark.numeric
 
 
 def _open(backend: str, path, **kw):
@@ -48,17 +51,20 @@ def test_outputs_equal_the_bare_runtime(conformance):
     raw = raw_run(fmt, path, feed)
     for name, r in zip(names, raw):
         assert out[name].dtype == r.dtype
-        assert_close(out[name], r, 0.0, f"{case.name} on {backend}: output {name} vs bare runtime")
+        assert out[name].shape == r.shape
+        assert_close(out[name], r, Bound.exact("edgekit session vs bare runtime, same threads: bit for bit"),
+                     f"{case.name} on {backend}: output {name} vs bare runtime")
 
 
 def test_outputs_match_the_model(conformance):
     case, backend, fmt, path = conformance
     feed = case_feed(case, fmt)
-    expected, atol = case_expected(case, fmt)
+    expected, bounds = case_expected(case, fmt)
     with _open(backend, path) as s:
         out = s.run({t.name: x for t, x in zip(s.inputs, feed)})
-    for (name, y), e in zip(out.items(), expected):
-        assert_close(y, e, atol, f"{case.name} on {backend}/{fmt}: output {name} vs reference")
+    assert len(out) == len(expected) == len(bounds)
+    for (name, y), e, bound in zip(out.items(), expected, bounds):
+        assert_close(y, e, bound, f"{case.name} on {backend}/{fmt}: output {name} vs reference")
 
 
 def test_positional_call(conformance):

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from numeric import THREADS
 
 import edgekit
 from edgekit.bundle import Artifact, Manifest, write_manifest
@@ -188,13 +189,15 @@ def test_source_layout_session(tmp_path, layout):
         open_bundle(folder, io_layout="nchw")
 
 
+@pytest.mark.numeric
 def test_source_layout_on_a_real_tflite(tmp_path, tiny):
-    """A TFLite artifact in NHWC served to a caller in NCHW: exact, both ways."""
+    """A TFLite artifact in NHWC served to a caller in NCHW: exact, both ways (transposes and a
+    float16 -> float32 dequantize, which is exact)."""
     art = Artifact("model.tflite", "tflite", [_spec("x", (1, 4, 4, 3), "float16", "NHWC")],
                    [_spec("y", (1, 4, 4, 3), "float32", "NHWC")], source_layouts={"x": "NCHW", "y": "NCHW"})
     folder = _bundle(tmp_path / "r", [art], {"model.tflite": tiny["float16_dequantize.tflite"]})
     x = np.random.default_rng(3).standard_normal((1, 3, 4, 4)).astype(np.float16)
-    with edgekit.load(folder, threads=1) as s:
+    with edgekit.load(folder, threads=THREADS) as s:
         assert s.inputs[0].shape == (1, 3, 4, 4) and s.placement.backend == "litert"
         np.testing.assert_array_equal(s(x), x.astype(np.float32))
 

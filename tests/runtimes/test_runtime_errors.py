@@ -9,10 +9,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from numeric import THREADS
 
 import edgekit
 from edgekit.errors import BackendUnavailable, EdgekitError, FeedError, InvalidModelFile, ModelFileNotFound, UsageError
-from edgekit.runtimes.host import physical_cores
+from edgekit.runtimes.host import THREADS_ENV, default_threads, physical_cores
 
 
 def _one_line(err: pytest.ExceptionInfo, *parts: str) -> str:
@@ -100,10 +101,18 @@ def test_unavailable_accelerators_say_why(tiny, tmp_path):
         _one_line(e, "only on macOS", "m.mlpackage")
 
 
-def test_threads_default_to_physical_cores(tiny):
+def test_threads_default_to_physical_cores(tiny, monkeypatch):
+    """Without ``threads``, a session takes ``EDGEKIT_THREADS`` when it is set, else the host's
+    physical cores; both branches are checked here, whatever the calling environment sets."""
+    with edgekit.load(tiny["add_mul.tflite"]) as s, edgekit.load(tiny["float16.onnx"]) as o:
+        assert s.threads == o.threads == default_threads()  # the environment as CI runs it
+    monkeypatch.delenv(THREADS_ENV, raising=False)
     with edgekit.load(tiny["add_mul.tflite"]) as s, edgekit.load(tiny["float16.onnx"]) as o:
         assert s.threads == o.threads == physical_cores()
-    with edgekit.load(tiny["add_mul.tflite"], threads=1) as s:
+    monkeypatch.setenv(THREADS_ENV, "3")  # any positive count: it need not match the host
+    with edgekit.load(tiny["add_mul.tflite"]) as s, edgekit.load(tiny["float16.onnx"]) as o:
+        assert s.threads == o.threads == 3
+    with edgekit.load(tiny["add_mul.tflite"], threads=1) as s:  # an explicit count wins
         assert s.threads == 1
 
 
@@ -139,24 +148,27 @@ def test_dynamic_dims(tiny):
             s(np.ones((2, 3, 4, 5), np.float16))
 
 
+@pytest.mark.numeric
 def test_dynamic_dims_on_litert(tiny):
     """A dynamic batch: the interpreter is resized and re-allocated when the batch changes."""
-    with edgekit.load(tiny["add_mul_dynamic.tflite"], threads=1) as s:
+    with edgekit.load(tiny["add_mul_dynamic.tflite"], threads=THREADS) as s:
         assert s.inputs[0].shape == (None, 2, 3, 4)
         c = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4) / 10
         for batch in (1, 3, 3, 2):
             a = np.random.default_rng(batch).standard_normal((batch, 2, 3, 4), dtype=np.float32)
             out = s.run({"a": a, "b": a})
+            # one float32 add / multiply per element: correctly rounded, so exact
             np.testing.assert_array_equal(out["sum"], a + a)
             np.testing.assert_array_equal(out["prod"], a * c)
 
 
+@pytest.mark.numeric
 def test_non_contiguous_feeds(tiny):
     a = np.random.default_rng(0).standard_normal((1, 4, 3, 2), dtype=np.float32).transpose(0, 3, 2, 1)
     assert not a.flags.c_contiguous
-    with edgekit.load(tiny["add_mul.tflite"], threads=1) as s:
+    with edgekit.load(tiny["add_mul.tflite"], threads=THREADS) as s:
         out = s.run({"a": a, "b": np.zeros_like(a)})
-        np.testing.assert_array_equal(out["sum"], a)
+        np.testing.assert_array_equal(out["sum"], a)  # a + 0 is exactly a
 
 
 def test_lists_are_accepted_as_arrays_only_with_the_right_dtype(tiny):
