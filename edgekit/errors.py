@@ -31,6 +31,7 @@ __all__ = [
     "LintFailed",
     "ZooError",
     "DemoError",
+    "Terminated",
     "debug_enabled",
 ]
 
@@ -131,3 +132,9 @@ class DemoError(EdgekitError):
 def display_path(path: str | os.PathLike) -> str:
     """A path as the user typed it (relative stays relative) for messages."""
     return str(Path(path))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a CI timeout, a service manager) stopped the command. A subclass of
+    ``KeyboardInterrupt`` so every clean-up path Ctrl-C takes (temporary bundles, partial
+    recordings) runs for it too; the CLI exits 143."""

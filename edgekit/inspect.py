@@ -86,7 +86,8 @@ def _with_lint(info: dict[str, Any], path: Path) -> dict[str, Any]:
 def inspect_bundle(folder: str | os.PathLike, placement: bool = True) -> dict[str, Any]:
     """The manifest summary of a bundle and :func:`inspect_model` of each artifact (an artifact that
     cannot be read carries ``"error"`` instead of failing the whole bundle)."""
-    from edgekit.bundle import read_manifest
+    from edgekit._fs import contained_path
+    from edgekit.bundle import MANIFEST_NAME, read_manifest
 
     folder = Path(folder)
     m = read_manifest(folder)
@@ -102,8 +103,8 @@ def inspect_bundle(folder: str | os.PathLike, placement: bool = True) -> dict[st
         }
         if a.source_layouts:
             entry["source_layouts"] = dict(a.source_layouts)
-        file = folder / a.path
         try:
+            file = contained_path(folder, a.path, folder / MANIFEST_NAME, "artifact path")
             entry["inspect"] = _manifest_layouts(inspect_model(file, placement=placement), a)
         except EdgekitError as e:
             entry["error"] = str(e)
@@ -192,12 +193,14 @@ def _mlpackage_spec_path(pkg: Path) -> Path:
     manifest = pkg / "Manifest.json"
     if not manifest.is_file():
         raise InvalidModelFile(pkg, "an .mlpackage without Manifest.json", hint="re-save it with coremltools (model.save)")
+    from edgekit._fs import contained_path
+
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
         root = data["itemInfoEntries"][data["rootModelIdentifier"]]["path"]
-        spec = pkg / "Data" / root
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
         raise InvalidModelFile(manifest, f"unreadable .mlpackage manifest ({type(e).__name__}: {e})") from None
+    spec = contained_path(pkg / "Data", root, manifest, "the model spec's path")
     if not spec.is_file():
         fallback = pkg / _MLPACKAGE_SPEC
         if not fallback.is_file():

@@ -116,10 +116,9 @@ def open_bundle(folder: str | os.PathLike, backend: str = "auto", threads: int |
     if not manifest.artifacts:
         raise InvalidModelFile(folder / MANIFEST_NAME, "the bundle lists no artifacts", hint="re-run `edgekit convert`")
     artifact, name, skipped = choose_artifact(manifest, backend)
-    rel = Path(artifact.path)
-    if rel.is_absolute() or ".." in rel.parts:
-        raise InvalidModelFile(folder / MANIFEST_NAME, f"artifact path '{artifact.path}' leaves the bundle folder")
-    path = folder / rel
+    from edgekit._fs import contained_path
+
+    path = contained_path(folder, artifact.path, folder / MANIFEST_NAME, "artifact path")
     if not path.exists():
         raise ModelFileNotFound(path, hint="the bundle is incomplete; re-run `edgekit convert`")
     session = backend_module(name).open_session(path, threads=threads or default_threads(), accelerator=accelerator,

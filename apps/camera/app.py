@@ -60,6 +60,7 @@ class DemoOptions:
     snapshot: Path | None = None  # write the last rendered frame here at the end
     snapshot_dir: Path = Path(".")  # where the `s` key writes
     seed: int = 0
+    force: bool = False  # replace an existing --record / --snapshot file
     just_in_time: bool = True  # live sources: take the frame just before the model is free (API only)
 
 
@@ -158,16 +159,20 @@ class DemoSink:
 
     def snapshot(self, path: Path | None = None) -> Path | None:
         """Write the last rendered frame as PNG (to ``path``; the ``s`` key: a timestamped name
-        in ``snapshot_dir``, announced on the log)."""
+        in ``snapshot_dir``, never one that exists, announced on the log)."""
+        from edgekit._fs import atomic_path, fresh_path
+
         if self.last_image is None:
             return None
         announce = path is None
         if path is None:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = self.snapshot_dir / f"edgekit-snapshot-{stamp}-{len(self.snapshots) + 1}.png"
-        if not cv2().imwrite(str(path), self.last_image):
-            raise DemoError("could not write the snapshot", where=path, hint="check the folder exists and is writable")
+            path = fresh_path(self.snapshot_dir / f"edgekit-snapshot-{stamp}-{len(self.snapshots) + 1}.png")
+        with atomic_path(path, suffix=".png") as tmp:  # OpenCV picks the format by the suffix
+            if not cv2().imwrite(str(tmp), self.last_image):
+                raise DemoError("could not write the snapshot", where=path,
+                                hint="check the folder exists and is writable")
         self.snapshots.append(path)
         if announce:
             self.log(f"snapshot: {path}")
@@ -240,9 +245,17 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
 
     headless_reason = None if opts.headless else why_headless()
     headless = opts.headless or headless_reason is not None
+    # Files the user named are refused up front when they exist (unless --force); default names
+    # never replace anything (the recorder takes the next free name).
+    from edgekit._fs import checked_output_file
+
+    if opts.record is not None:
+        checked_output_file(opts.record, force=opts.force, what="--record")
+    if opts.snapshot is not None:
+        checked_output_file(opts.snapshot, force=opts.force, what="--snapshot")
     record_path = opts.record if opts.record is not None else (
         DEFAULT_RECORDING if headless and not opts.no_record else None)
-    recorder = Recorder(record_path) if record_path is not None else None  # validates the path early
+    recorder = Recorder(record_path, force=opts.force) if record_path is not None else None  # validates early
 
     is_virtual = source is None and (opts.source in (None, "", "virtual"))
     # A camera or file is opened first: a wrong --source fails in a second, before a model loads.

@@ -1,8 +1,11 @@
 """MP4 recording of the rendered view that is playable whatever ends the run.
 
-Frames go to a temporary file beside the destination (``.NAME.partial-PID.mp4``, so FFmpeg
-still picks the MP4 muxer by its suffix); :meth:`Recorder.close` releases the writer, which
-writes the MP4 index, and only then renames the file into place. ``close`` runs on every
+Frames go to a temporary file beside the destination (edgekit's temporary pattern,
+``.NAME.edgekit-PID-TOKEN.partial.mp4``, so FFmpeg still picks the MP4 muxer by its suffix, and
+the next run removes it if this process is killed); :meth:`Recorder.close` releases the writer,
+which writes the MP4 index, and only then moves the file into place. An existing file is
+replaced only with ``force``; without it the recording takes the next free name
+(``NAME-2.mp4``) and says so, so an earlier recording is never lost. ``close`` runs on every
 exit path (end of stream, ``--frames``, ``q``, a camera fault, Ctrl-C; the recorder is a
 context manager), so a recording always holds every frame rendered so far, and an
 interrupted write never leaves a half-written file under the user's name.
@@ -39,8 +42,11 @@ class Recorder:
 
     FOURCC = "mp4v"
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0):
+    def __init__(self, path: str | os.PathLike, fps: float = 30.0, force: bool = False):
+        from edgekit._fs import reap_partials
+
         self.path = Path(path)
+        self.force = force
         if self.path.suffix.lower() != ".mp4":
             raise UsageError("--record writes MP4 files; the path must end in .mp4", where=self.path)
         if self.path.is_dir():
@@ -49,11 +55,13 @@ class Recorder:
         if not parent.exists():
             raise UsageError("the folder to record into does not exist", where=parent, hint="create it first")
         if not os.access(parent, os.W_OK):
-            raise UsageError("cannot write into this folder", where=parent)
+            raise UsageError("cannot write into this folder (read-only)", where=parent,
+                             hint="record into a folder you can write to")
+        reap_partials(parent)
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.frames = 0
         self.size: tuple[int, int] | None = None
-        self._tmp = parent / f".{self.path.stem}.partial-{os.getpid()}.mp4"
+        self._tmp: Path | None = None
         self._writer = None
         self.closed = False
 
@@ -65,8 +73,11 @@ class Recorder:
             raise DemoError("the recording is already closed", where=self.path)
         if self._writer is not None:
             return
+        from edgekit._fs import partial_path
+
         cv = cv2()
         w, h = int(size[0]), int(size[1])
+        self._tmp = partial_path(self.path, suffix=".mp4")
         writer = cv.VideoWriter(str(self._tmp), cv.VideoWriter_fourcc(*self.FOURCC), self.fps, (w, h))
         if not writer.isOpened():
             with contextlib.suppress(OSError):
@@ -100,10 +111,22 @@ class Recorder:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             return None
+        from edgekit._fs import fresh_path, rename_noreplace
+
         try:
-            os.replace(self._tmp, self.path)
+            if self.force:
+                os.replace(self._tmp, self.path)
+                return self.path
+            while True:  # a file that appeared meanwhile is kept: take the next free name
+                target = fresh_path(self.path)
+                try:
+                    rename_noreplace(self._tmp, target)
+                    break
+                except FileExistsError:
+                    continue
         except OSError as e:
             raise DemoError(f"could not move the finished recording into place ({e})", where=self.path) from None
+        self.path = target
         return self.path
 
     def abort(self) -> None:
@@ -112,8 +135,9 @@ class Recorder:
         self.closed = True
         if writer is not None:
             writer.release()
-        with contextlib.suppress(OSError):
-            self._tmp.unlink()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
 
     def __enter__(self) -> "Recorder":
         return self

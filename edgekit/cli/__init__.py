@@ -47,15 +47,32 @@ def _kinds(exc: BaseException) -> set[str]:
     return {c.__name__ for c in type(exc).__mro__}
 
 
+def _on_sigterm(signum, frame) -> None:
+    from edgekit.errors import Terminated
+
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Usage errors (a missing argument, an out-of-range option) are
-    reported like every other error: one line on stderr, exit code 2."""
+    reported like every other error: one line on stderr, exit code 2. SIGTERM cleans up like
+    Ctrl-C (temporary bundles and recordings are removed) and exits 143."""
+    import signal
     import sys
 
+    from edgekit.errors import Terminated
+
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding host): leave signals to it
+        pass
     try:
         code = app(args=argv, standalone_mode=False)
     except SystemExit as e:
         code = e.code
+    except Terminated:
+        print("edgekit: error: terminated", file=sys.stderr, flush=True)
+        code = 143
     except KeyboardInterrupt:
         print("edgekit: error: interrupted", file=sys.stderr, flush=True)
         code = 130

@@ -10,7 +10,10 @@ from typing import Any, Callable, TypeVar
 
 import typer
 
-from edgekit.errors import EdgekitError, debug_enabled
+from edgekit.errors import EdgekitError, Terminated, debug_enabled
+
+# errno values that mean "the destination cannot be written", reported as one line naming the file
+_WRITE_ERRNOS = {"EROFS", "EACCES", "EPERM", "ENOSPC", "EDQUOT", "EFBIG"}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,16 +50,31 @@ def handle_errors(fn: F) -> F:
             if debug_enabled():
                 traceback.print_exc()
             raise fail(str(e), e.exit_code) from None
+        except Terminated:
+            raise fail("terminated", 143) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
-        except Exception as e:  # a bug in edgekit or a library: still one line, traceback on request
+        except OSError as e:
+            import errno
+
+            if errno.errorcode.get(e.errno or 0) not in _WRITE_ERRNOS:
+                raise fail(_unexpected(e), 1) from None
             if debug_enabled():
                 traceback.print_exc()
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            raise fail(f"unexpected {type(e).__name__}: {first} (run with EDGEKIT_DEBUG=1 for the traceback "
-                       "and please report it)", 1) from None
+            where = e.filename or "?"
+            raise fail(f"{where}: cannot write ({e.strerror or e}) — choose a folder you can write to", 1) from None
+        except Exception as e:  # a bug in edgekit or a library: still one line, traceback on request
+            raise fail(_unexpected(e), 1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _unexpected(e: BaseException) -> str:
+    if debug_enabled():
+        traceback.print_exc()
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    return (f"unexpected {type(e).__name__}: {first} (run with EDGEKIT_DEBUG=1 for the traceback "
+            "and please report it)")
 
 
 def print_json(obj: Any) -> None:
@@ -74,7 +92,3 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "to_dict"):
         return o.to_dict()
     return str(o)
-
-
-def not_yet(command: str, issue: str) -> typer.Exit:
-    return fail(f"`edgekit {command}` is not yet available in this version ({issue})", 1)

@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: physical cores, or $EDGEKIT_THREADS)."),
         headless: bool = typer.Option(False, "--headless", help="Open no window (automatic without a display)."),
         record: Optional[Path] = typer.Option(None, "--record", metavar="OUT.mp4",
-                                              help="Record the rendered view (headless default: ./edgekit-demo.mp4)."),
+                                              help="Record the rendered view (headless default: ./edgekit-demo.mp4, "
+                                                   "numbered when taken); an existing file needs --force."),
         no_record: bool = typer.Option(False, "--no-record", help="Headless without a recording."),
         frames: Optional[int] = typer.Option(None, "--frames", min=1,
                                              help="Stop after N frames (headless virtual camera default: 150)."),
@@ -47,6 +48,7 @@ def register(app: typer.Typer) -> None:
                                                 help="Write the last rendered frame as PNG at the end."),
         seed: int = typer.Option(0, "--seed", help="Seed of the virtual camera's path and noise."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing --record or --snapshot file."),
     ) -> None:
         """Live camera demo: super-resolution (bicubic vs model) or classification, with latency/FPS overlays.
 
@@ -61,7 +63,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"unknown demo task '{task}'", hint="choose upscale or classify")
         opts = DemoOptions(task=task or "upscale", model=model, source=source, size=parse_size(size),
                            backend=backend, threads=threads, headless=headless, record=record, no_record=no_record,
-                           frames=frames, view=view, snapshot=snapshot, seed=seed)
+                           frames=frames, view=view, snapshot=snapshot, seed=seed, force=force)
         try:
             result = run_demo(opts)
         except DemoInterrupted as stop:

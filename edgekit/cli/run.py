@@ -23,15 +23,20 @@ def register(app: typer.Typer) -> None:
                                    help="A .npy (single-input models), a .npz keyed by input name, or an image."),
         output: Path | None = typer.Option(None, "--output", "-o",
                                            help="Where to save: .npy (one output), .npz (all), or an image (.png, .jpg) "
-                                                "for an image-like output. Default: <input>.out.npy/.npz here."),
+                                                "for an image-like output; an existing file needs --force. "
+                                                "Default: <input>.out.npy/.npz here (numbered if taken)."),
         backend: str = typer.Option("auto", "--backend", "-b", help="auto, onnxruntime, litert or coreml."),
         threads: int | None = typer.Option(None, "--threads", "-t", min=1, help="CPU threads (default: physical cores, or $EDGEKIT_THREADS)."),
         accelerator: str = typer.Option("auto", "--accelerator", help="Delegate / execution provider (default auto)."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing --output file (never the input)."),
     ) -> None:
         """Run MODEL once on INPUT; print output names, shapes, ranges, latency (and top-5 for classifiers)."""
         import edgekit
+        from edgekit._fs import checked_output_file
 
+        if output is not None:  # refused before any work; the default name is always a new file
+            output = checked_output_file(output, force=force, protected=(input, model))
         with edgekit.load(model, backend=backend, threads=threads, accelerator=accelerator) as session:
             manifest = session.manifest  # set when MODEL is a bundle
             preprocess = manifest.preprocess if manifest is not None else {}
@@ -114,7 +119,11 @@ def _load_npy(path: Path) -> np.ndarray:
 # -- outputs ------------------------------------------------------------------------------------
 
 def default_output(input_path: Path, n_outputs: int) -> Path:
-    return Path.cwd() / f"{input_path.stem}.out{'.npy' if n_outputs == 1 else '.npz'}"
+    """``<input stem>.out.npy`` (``.npz`` for several outputs) in the current folder, numbered
+    (``.out-2.npy``) when an earlier run's file is there: a default never replaces a file."""
+    from edgekit._fs import fresh_path
+
+    return fresh_path(Path.cwd() / f"{input_path.stem}.out{'.npy' if n_outputs == 1 else '.npz'}")
 
 
 def save_outputs(outputs: dict[str, np.ndarray], path: Path, specs: dict[str, Any], preprocess: dict[str, Any],

@@ -93,7 +93,7 @@ def test_broken_bundles(fp16_bundle, tmp_path):
         edgekit.load(folder)
     assert "model.tflite" in str(e.value) and "incomplete" in str(e.value)
     _bundle(folder, [Artifact("../model.tflite", "tflite", [], [])], {})
-    with pytest.raises(InvalidModelFile, match="leaves the bundle folder"):
+    with pytest.raises(InvalidModelFile, match="leaves its folder"):
         edgekit.load(folder)
     bad = Artifact("model.tflite", "tflite", [_spec("x", (1, 4, 4, 3), "float32")], [_spec("y", (1, 4, 4, 3))])
     _bundle(folder, [bad], files)
