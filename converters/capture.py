@@ -31,6 +31,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 import re
 import sys
@@ -112,7 +113,15 @@ def parse_shape(text: str) -> tuple[int, ...]:
         dims = ()
     if not dims or any(d < 1 for d in dims):
         raise UsageError(f"cannot read input shape '{text}'", hint="write it as 1x3x224x224 (positive integers)")
+    if len(dims) > MAX_RANK or math.prod(dims) > MAX_INPUT_ELEMENTS:
+        raise UsageError(f"input shape '{text}' is too large ({len(dims)} dims, {math.prod(dims):.3g} elements; "
+                         f"at most {MAX_RANK} dims and {MAX_INPUT_ELEMENTS:.3g} elements)",
+                         hint="conversion runs the model on this shape: use the size the device will see")
     return dims
+
+
+MAX_RANK = 8
+MAX_INPUT_ELEMENTS = 1 << 30  # 4 GiB of float32 for one example input: past this, tracing alone exhausts memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,6 +440,12 @@ def _load_pt2(path: Path) -> Any:
     try:
         return torch.export.load(str(path))
     except Exception as e:
+        from edgekit.zoo.registry import pickled_code_refusal
+
+        refused = pickled_code_refusal(e)
+        if refused:
+            raise ConversionError(STAGE, refused, where=path,
+                                  hint="export the program without custom pickled objects (torch.export.save)") from None
         raise ConversionError(STAGE, f"cannot load the exported program ({type(e).__name__}: {_first_line(e)})",
                               where=path, hint="save it with torch.export.save from the same torch version; "
                                                "programs that need pickled custom objects are refused") from None
@@ -439,6 +454,27 @@ def _load_pt2(path: Path) -> Any:
 
 
 # -- ONNX ------------------------------------------------------------------------------------
+
+
+def _check_finite_initializers(model: Any, path: Path) -> None:
+    """:func:`_check_finite_weights` for an ONNX file: no NaN in any float initializer, no ±Inf
+    in the weights of Conv/ConvTranspose/Gemm/MatMul/BatchNormalization (masks elsewhere may
+    hold -inf)."""
+    from onnx import TensorProto, numpy_helper
+
+    weight_ops = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization"}
+    weights = {n for node in model.graph.node if node.op_type in weight_ops for n in node.input[1:]}
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    for init in model.graph.initializer:
+        if init.data_type not in floats or init.data_location == TensorProto.EXTERNAL:
+            continue
+        a = numpy_helper.to_array(init).astype(np.float64)
+        bad = ~np.isfinite(a) if init.name in weights else np.isnan(a)
+        if bad.any():
+            idx = [int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), a.shape)] if a.ndim else []
+            raise ConversionError(STAGE, f"initializer '{init.name}' holds {int(bad.sum())} non-finite value(s) "
+                                  f"(the first at {idx}: {a[tuple(idx)] if idx else a})", where=path,
+                                  hint="the weights are broken; fix them before converting")
 
 
 def _capture_onnx(path: Path, shapes: list | None, seed: int) -> Captured:
@@ -450,6 +486,7 @@ def _capture_onnx(path: Path, shapes: list | None, seed: int) -> Captured:
         from edgekit.errors import InvalidModelFile
 
         raise InvalidModelFile(path, f"not a readable ONNX model ({_first_line(e)})") from None
+    _check_finite_initializers(model, path)
     init_names = {i.name for i in model.graph.initializer}
     graph_inputs = [i for i in model.graph.input if i.name not in init_names]
     np_dtypes = {1: np.float32, 10: np.float16, 11: np.float64, 7: np.int64, 6: np.int32, 2: np.uint8, 3: np.int8, 9: np.bool_}
@@ -535,6 +572,27 @@ def import_onnx_module(cap: Captured) -> None:
 # -- shared ----------------------------------------------------------------------------------
 
 
+def _check_finite_weights(module: Any, where: str) -> None:
+    """Refuse weights that are not finite, naming the tensor, before anything runs on them (an
+    Inf weight otherwise shows up as one artifact failing verification and another passing by
+    luck). Every parameter must be finite; buffers may hold ±inf (attention masks do) but not NaN."""
+    import torch
+
+    named = [(n, t, True) for n, t in module.named_parameters()] + [(n, t, False) for n, t in module.named_buffers()]
+    for name, t, is_param in named:
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.device.type == "meta":
+            continue
+        bad = ~torch.isfinite(t) if is_param else torch.isnan(t)
+        if bool(bad.any()):
+            flat = int(bad.flatten().nonzero()[0])
+            idx = [int(i) for i in torch.unravel_index(torch.tensor(flat), t.shape)] if t.dim() else []
+            kinds = sorted({"NaN" if torch.isnan(v) else ("+Inf" if v > 0 else "-Inf") for v in t[bad][:1000]})
+            raise ConversionError(STAGE, f"weight '{name}' holds {int(bad.sum())} non-finite value(s) "
+                                  f"({'/'.join(kinds)}; the first at {idx})", where=where,
+                                  hint="the weights are broken (a diverged training run, a bad checkpoint); "
+                                       "fix them before converting")
+
+
 def _from_module(module: Any, inputs: tuple, src: dict[str, Any], *, name: str, card: Any,
                  input_names: list[str] | None = None) -> Captured:
     """Run the module once (checks the inputs fit, finds the outputs) and fill a Captured."""
@@ -542,6 +600,7 @@ def _from_module(module: Any, inputs: tuple, src: dict[str, Any], *, name: str, 
     import torch.utils._pytree as pytree
 
     where = src.get("ref", name)
+    _check_finite_weights(module, where)
     try:
         with torch.no_grad():
             out = module(*inputs)

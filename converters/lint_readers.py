@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InvalidModelFile, MissingDependency, ModelFileNotFound
+from edgekit.errors import InvalidModelFile, MissingDependency
 
 __all__ = ["Tensor", "Op", "Graph", "read_graph", "LINT_FORMATS"]
 
@@ -152,8 +153,9 @@ def read_graph(path: str | os.PathLike) -> Graph:
     the ``onnx`` package, Core ML without coremltools).
     """
     p = Path(path)
-    if not p.exists():
-        raise ModelFileNotFound(p)
+    from edgekit._fs import existing
+
+    existing(p)
     fmt = LINT_FORMATS.get(p.suffix.lower())
     if fmt is None:
         hint = "lint reads .tflite, .onnx and .mlpackage files"
@@ -316,8 +318,15 @@ def _read_onnx(path: Path) -> Graph:
         raise MissingDependency("onnx", "linting an ONNX model", extra="convert") from None
     from edgekit.runtimes._onnx_file import ONNX_DTYPES
 
+    import mmap
+
+    from edgekit.runtimes._onnx_file import slim_onnx
+
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        # Parse a slim copy (no doc strings, no data of large tensors): memory set by the graph, not
+        # by the file (a 2 GB doc string or 2 GB of weights), and lint needs neither.
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            model = onnx.ModelProto.FromString(slim_onnx(data, keep_elements=_SMALL))
     except Exception as e:  # DecodeError and friends; read_model validated the wire format already
         raise InvalidModelFile(path, f"onnx cannot parse the model ({type(e).__name__}: {e})") from None
     notes: list[str] = []
@@ -370,12 +379,14 @@ def _read_onnx(path: Path) -> Graph:
                 t = tensor(out)
                 t.const = True
                 if "value" in attrs and hasattr(node.attribute[0], "t"):
-                    try:
-                        arr = numpy_helper.to_array(node.attribute[0].t)
-                        t.shape, t.dtype = tuple(arr.shape), str(arr.dtype)
-                        t.value = arr.tolist() if arr.size <= _SMALL else None
-                    except Exception:
-                        pass
+                    proto = node.attribute[0].t
+                    t.shape = tuple(int(d) for d in proto.dims)  # data of large constants is not read
+                    t.dtype = ONNX_DTYPES.get(proto.data_type, t.dtype)
+                    if math.prod(t.shape) <= _SMALL:
+                        try:
+                            t.value = numpy_helper.to_array(proto).tolist()
+                        except Exception:  # noqa: BLE001 - an odd constant: its value is not needed
+                            pass
         ins = [tensor(n) if n else None for n in node.input]
         outs = [tensor(n) for n in node.output]
         ops.append(Op(i, op_type, node.name or "", ins, outs, _onnx_attrs(node.op_type, attrs, ins)))

@@ -29,7 +29,7 @@ from typing import Iterator
 
 __all__ = ["atomic_path", "umask", "partial_path", "reap_partials", "is_partial", "pid_alive", "rename_noreplace",
            "folder_lock", "checked_destination", "writable_folder", "same_file", "checked_output_file", "fresh_path",
-           "contained_path"]
+           "contained_path", "regular_file", "existing"]
 
 _PARTIAL = re.compile(r"^\..*\.edgekit-(?P<pid>\d+)-[0-9a-f]+\.partial(\.[A-Za-z0-9]+)?$")
 
@@ -260,19 +260,58 @@ def contained_path(root: str | os.PathLike, rel: object, where: str | os.PathLik
 
     if not isinstance(rel, str):
         raise InvalidModelFile(where, f"{what} must be a string, got {type(rel).__name__} {rel!r:.40}")
+    shown = rel if len(rel) <= 80 else rel[:77] + "..."
     if rel.strip() in ("", "."):
         raise InvalidModelFile(where, f"{what} '{rel}' names no file")
     if "\x00" in rel:
         raise InvalidModelFile(where, f"{what} contains a NUL byte")
     if os.path.isabs(rel) or Path(rel).anchor:
-        raise InvalidModelFile(where, f"{what} '{rel}' is absolute; paths in a bundle are relative to it",
+        raise InvalidModelFile(where, f"{what} '{shown}' is absolute; paths in a bundle are relative to it",
                                hint="re-run `edgekit convert`, or fix the path")
     root_real = Path(root).resolve()
     try:
         target = (Path(root) / rel).resolve()
     except (OSError, RuntimeError) as e:  # a symlink loop
-        raise InvalidModelFile(where, f"{what} '{rel}' cannot be resolved ({e})") from None
+        raise InvalidModelFile(where, f"{what} '{shown}' cannot be resolved ({e})") from None
     if target == root_real or not target.is_relative_to(root_real):
-        raise InvalidModelFile(where, f"{what} '{rel}' leaves its folder {Path(root)}",
+        raise InvalidModelFile(where, f"{what} '{shown}' leaves its folder {Path(root)}",
                                hint="a bundle may only name files inside it")
     return Path(root) / rel
+
+
+def regular_file(path: str | os.PathLike, hint: str = "check the path") -> Path:
+    """``path`` when it is a regular file (through symlinks); otherwise one line that names the
+    real cause: missing, a symlink loop, a dangling symlink, a folder, or a FIFO, socket or device
+    (which would block or stream forever if opened)."""
+    import stat
+
+    from edgekit.errors import InvalidModelFile
+
+    p = existing(path, hint)
+    st = os.stat(p)
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidModelFile(p, "is a folder, not a file", hint=hint)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise InvalidModelFile(p, f"is {kind}, not a regular file", hint="pass a model file saved on disk")
+    return p
+
+
+def existing(path: str | os.PathLike, hint: str = "check the path") -> Path:
+    """``path`` when something is there (through symlinks); else one line with the real cause:
+    no such file, a dangling symlink, a symlink loop, or a path that cannot be examined."""
+    from edgekit.errors import InvalidModelFile, ModelFileNotFound
+
+    p = Path(path)
+    try:
+        os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise InvalidModelFile(p, f"a symlink to a missing file ({os.readlink(p)})", hint=hint) from None
+        raise ModelFileNotFound(p, hint=hint) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InvalidModelFile(p, "a symlink loop (the link points back at itself)", hint=hint) from None
+        raise InvalidModelFile(p, f"cannot examine it ({e.strerror or e})", hint=hint) from None
+    return p

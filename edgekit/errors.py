@@ -33,7 +33,22 @@ __all__ = [
     "DemoError",
     "Terminated",
     "debug_enabled",
+    "first_line",
 ]
+
+
+MAX_MESSAGE = 1000  # characters of one error line
+
+
+def first_line(e: BaseException, limit: int = 240) -> str:
+    """The first non-empty line of an exception's message (its class name when it has none), cut
+    to ``limit`` characters at a word boundary with an ellipsis: for quoting a library's error
+    inside edgekit's one-line message."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(e).__name__
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text
 
 
 def debug_enabled() -> bool:
@@ -60,8 +75,10 @@ class EdgekitError(Exception):
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:
             text = f"{text} — {self.hint}"
-        # One line, whatever the parts held.
-        return " ".join(text.split())
+        # One line, whatever the parts held, and of a readable length even when a part quotes a
+        # huge value from a corrupt file.
+        text = " ".join(text.split())
+        return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
 
 
 class UsageError(EdgekitError):

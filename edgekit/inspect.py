@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edgekit.errors import EdgekitError, InvalidModelFile, ModelFileNotFound
+from edgekit.errors import EdgekitError, InvalidModelFile
 
 __all__ = ["inspect_model", "inspect_bundle", "read_coreml"]
 
@@ -57,8 +57,9 @@ def inspect_model(path: str | os.PathLike, placement: bool = True) -> dict[str, 
     from edgekit.runtimes.registry import model_format
 
     p = Path(path)
-    if not p.exists():
-        raise ModelFileNotFound(p)
+    from edgekit._fs import existing
+
+    existing(p)
     if is_bundle(p):
         return inspect_bundle(p, placement=placement)
     fmt = model_format(p)
@@ -212,8 +213,9 @@ def _mlpackage_spec_path(pkg: Path) -> Path:
 def read_coreml(path: str | os.PathLike) -> dict[str, Any]:
     """Describe an ``.mlpackage`` folder or ``.mlmodel`` file from its protobuf spec."""
     p = Path(path)
-    if not p.exists():
-        raise ModelFileNotFound(p)
+    from edgekit._fs import existing
+
+    existing(p)
     if p.suffix.lower() == ".mlpackage":
         if not p.is_dir():
             raise InvalidModelFile(p, "an .mlpackage must be a folder", hint="re-save it with coremltools (model.save)")

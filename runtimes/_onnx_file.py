@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from edgekit.runtimes._flatbuffer import Malformed, Table, file_identifier, root_table
 from edgekit.runtimes.base import TensorSpec
 
-__all__ = ["read_onnx", "read_ort", "ONNX_DTYPES"]
+__all__ = ["read_onnx", "read_ort", "slim_onnx", "ONNX_DTYPES"]
 
 # TensorProto.DataType -> NumPy dtype name (or a descriptive name where NumPy has none).
 ONNX_DTYPES = {
@@ -301,6 +301,9 @@ class _OnnxReader:
             elif f == 8:
                 name = _str(data, v, "tensor name")
             elif f == 9:
+                if wt != _LEN:
+                    raise Malformed(f"{what} '{name}': raw_data has protobuf wire type {wt}, bytes expected "
+                                    "(a corrupt or hand-edited file)")
                 raw = v[1] - v[0]
             elif f == 13:
                 key = value = ""
@@ -354,6 +357,73 @@ class _OnnxReader:
             raise Malformed(f"{what} '{name}' needs {need} bytes, its external data entry says {length}")
         end = offset + (length or 0)
         self.external[location] = max(self.external.get(location, 0), end)
+
+
+# -- a slim copy for readers that parse the whole message (onnx.load, shape inference) -----------
+# Per message: fields dropped, and fields that are messages to slim in turn (by their kind).
+_DROP = {"model": {6, 14, 20}, "graph": {10}, "node": {6}, "attr": {13}, "tensor": {12}}
+_INTO = {"model": {7: "graph"}, "graph": {1: "node", 5: "tensor"}, "node": {5: "attr"},
+         "attr": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph"}, "tensor": {}}
+_TENSOR_DATA = {4, 5, 6, 7, 9, 10, 11}  # float_data ... uint64_data, raw_data
+
+
+def slim_onnx(data: Any, keep_elements: int = 4096) -> bytes:
+    """The model's bytes without what structure readers never need: doc strings, metadata,
+    training info, and the data of tensors larger than ``keep_elements`` (their dims and dtype
+    stay, so shape inference still sees every weight's shape). The result parses with
+    ``onnx.ModelProto.FromString`` at a size set by the graph, not by the file: a 2 GB doc string
+    or 2 GB of weights cost nothing. ``data`` may be an ``mmap``; only the kept bytes are read."""
+    return _slim(data, 0, len(data), "model", keep_elements, 0)
+
+
+def _slim(data: Any, start: int, end: int, kind: str, keep: int, depth: int) -> bytes:
+    if depth > _MAX_DEPTH:
+        raise Malformed(f"messages nested deeper than {_MAX_DEPTH}")
+    drop, into = _DROP[kind], _INTO[kind]
+    if kind == "tensor":
+        dims = [d for f, wt, v in _fields(data, start, end, "TensorProto") if f == 1 for d in _ints(data, wt, v, "dims")]
+        if math.prod(dims) > keep:
+            drop = drop | _TENSOR_DATA
+    out = bytearray()
+    pos = start
+    while pos < end:
+        field_start = pos
+        key, pos = _varint(data, pos, end)
+        field, wt = key >> 3, key & 7
+        if wt == _VARINT:
+            _, pos = _varint(data, pos, end)
+        elif wt == _LEN:
+            n, body = _varint(data, pos, end)
+            if body + n > end:
+                raise Malformed(f"field {field} of {n} bytes runs past the end (truncated file?)")
+            pos = body + n
+            if field in into and field not in drop:
+                inner = _slim(data, body, pos, into[field], keep, depth + 1)
+                out += _encode_varint(key) + _encode_varint(len(inner)) + inner
+                continue
+        elif wt == _I64:
+            pos += 8
+        elif wt == _I32:
+            pos += 4
+        else:
+            raise Malformed(f"wire type {wt} at byte {pos} (not an ONNX protobuf)")
+        if pos > end:
+            raise Malformed(f"field {field} runs past the end (truncated file?)")
+        if field not in drop:
+            out += data[field_start:pos]
+    return bytes(out)
+
+
+def _encode_varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
 
 
 def read_onnx(path: Path, data: Any) -> dict[str, Any]:

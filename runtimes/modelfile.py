@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InvalidModelFile, ModelFileNotFound
+from edgekit.errors import InvalidModelFile
 from edgekit.runtimes._flatbuffer import Malformed, file_identifier
 from edgekit.runtimes.base import TensorSpec
 
@@ -109,11 +109,12 @@ def read_model(path: str | os.PathLike, format: str | None = None) -> ModelInfo:
     file, a file whose content is another format than its suffix says, or an ONNX model whose
     external data files are missing or short. Never loads a native runtime.
     """
+    from edgekit._fs import regular_file
+
     p = Path(path)
-    if not p.exists():
-        raise ModelFileNotFound(p)
-    if p.is_dir():
+    if p.is_dir() and p.exists():
         raise InvalidModelFile(p, "is a folder, not a model file")
+    regular_file(p)
     fmt = format or _SUFFIX.get(p.suffix.lower())
     if fmt not in MODEL_FORMATS:
         raise InvalidModelFile(p, f"unknown model format '{p.suffix or '(no suffix)'}'",
@@ -142,10 +143,28 @@ def read_model(path: str | os.PathLike, format: str | None = None) -> ModelInfo:
 
                 fields = read_ort(p, data)
     except Malformed as e:
+        other = _really_onnx(p) if fmt != "onnx" else None
+        if other:
+            raise InvalidModelFile(p, f"named .{fmt} but it is an ONNX model ({other})",
+                                   hint="rename it to .onnx, or pass the right file") from None
         raise InvalidModelFile(p, f"invalid {fmt} model: {e}") from None
-    except (struct.error, IndexError, RecursionError) as e:  # a check missed: still one line, no crash
+    except (struct.error, IndexError, TypeError, RecursionError) as e:  # a check missed: still one line, no crash
         raise InvalidModelFile(p, f"corrupt {fmt} file ({type(e).__name__}: {e})") from None
     except (OSError, ValueError) as e:  # unreadable file; mmap of special files
         raise InvalidModelFile(p, f"cannot read the file ({e})") from None
     size += sum((p.parent / f).stat().st_size for f in fields["external_files"])
     return ModelInfo(format=fmt, path=p, size_bytes=size, **fields)
+
+
+def _really_onnx(p: Path) -> str | None:
+    """A short description when ``p`` parses as an ONNX model (a file with the wrong suffix),
+    else None. ONNX has no magic number, so only a full parse can tell."""
+    from edgekit.runtimes._onnx_file import read_onnx
+
+    try:
+        with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            fields = read_onnx(p, data)
+    except Exception:  # noqa: BLE001 - not ONNX either: the caller reports its own format's error
+        return None
+    ops = sum(fields["op_histogram"].values())
+    return f"{ops} ops, inputs {', '.join(s.name for s in fields['inputs']) or 'none'}"

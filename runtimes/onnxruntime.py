@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError
+from edgekit.errors import debug_enabled, BackendUnavailable, EdgekitError, InvalidModelFile, UsageError
 from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.modelfile import read_model
 
@@ -98,7 +98,10 @@ class OrtSession(Session):
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        so.log_severity_level = 3  # errors only; the fallback warning is reported through placement
+        # fatal only: ORT's own error lines (multi-line, coloured) would precede edgekit's one-line error
+        # for the same failure; the fallback warning is reported through placement. EDGEKIT_DEBUG shows all.
+        so.log_severity_level = 0 if debug_enabled() else 4
+        ort.set_default_logger_severity(0 if debug_enabled() else 4)
         providers: list[Any] = [(ep, provider_options) if provider_options else ep]
         if ep != CPU_EP:
             if strict:

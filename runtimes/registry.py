@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from edgekit.errors import BackendUnavailable, InvalidModelFile, ModelFileNotFound, UsageError
+from edgekit.errors import BackendUnavailable, InvalidModelFile, UsageError
 from edgekit.runtimes.base import Session
 from edgekit.runtimes.host import is_macos, default_threads
 
@@ -88,8 +88,9 @@ def load(
     from edgekit.bundle import is_bundle
 
     p = Path(path)
-    if not p.exists():
-        raise ModelFileNotFound(p)
+    from edgekit._fs import existing
+
+    existing(p)
     if threads is None:
         threads = default_threads()
     elif not isinstance(threads, int) or threads < 1:

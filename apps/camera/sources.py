@@ -58,9 +58,13 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) < 8 or int(m.group(2)) < 8:
-        raise UsageError(f"--size must be WIDTHxHEIGHT with both at least 8, got {text!r}", hint="e.g. --size 320x240")
+    if not m or not all(8 <= int(v) <= MAX_SIDE for v in m.groups()):
+        raise UsageError(f"--size must be WIDTHxHEIGHT with both from 8 to {MAX_SIDE}, got {text!r}",
+                         hint="e.g. --size 320x240 (cameras deliver up to 4K)")
     return int(m.group(1)), int(m.group(2))
+
+
+MAX_SIDE = 4096  # 4K cameras; a 2x SR output of 4096x4096 is already 400 MB of float32
 
 
 # ---------------------------------------------------------------------------------------------

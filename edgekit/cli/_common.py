@@ -92,3 +92,19 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "to_dict"):
         return o.to_dict()
     return str(o)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (the command goes on)."""
+    print(f"edgekit: warning: {message}", file=sys.stderr, flush=True)
+
+
+def check_threads(threads: int | None) -> None:
+    """Warn when ``--threads`` asks for more threads than this machine has CPUs: the runtimes
+    oversubscribe, which is slower, not faster."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is not None and threads > cpus:
+        warn(f"--threads {threads} is more than the {cpus} CPU(s) this process may use; expect it to be slower, "
+             f"not faster (try --threads {cpus})")

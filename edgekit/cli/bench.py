@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edgekit.cli._common import handle_errors, out_console, print_json
+from edgekit.cli._common import check_threads, handle_errors, out_console, print_json
 
 # Keys `--json` always carries (the contract scripts and CI rely on).
 REQUIRED_KEYS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "init_ms", "peak_rss_mb", "backend", "threads")
@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         import edgekit
 
         feed = None
+        check_threads(threads)
         with edgekit.load(model, backend=backend, threads=threads, accelerator=accelerator) as session:
             if input is not None:
                 from edgekit.cli.run import read_feed

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from edgekit.cli._common import fail, handle_errors, print_json
+from edgekit.cli._common import check_threads, fail, handle_errors, print_json
 
 _TASKS = ("upscale", "classify")
 
@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
 
         if task is not None and task not in _TASKS:
             raise UsageError(f"unknown demo task '{task}'", hint="choose upscale or classify")
+        check_threads(threads)
         opts = DemoOptions(task=task or "upscale", model=model, source=source, size=parse_size(size),
                            backend=backend, threads=threads, headless=headless, record=record, no_record=no_record,
                            frames=frames, view=view, snapshot=snapshot, seed=seed, force=force)

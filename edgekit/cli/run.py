@@ -10,8 +10,8 @@ import numpy as np
 import typer
 
 from edgekit._fs import atomic_path
-from edgekit.cli._common import handle_errors, out_console, print_json
-from edgekit.errors import FeedError, InvalidModelFile, ModelFileNotFound, UsageError
+from edgekit.cli._common import check_threads, handle_errors, out_console, print_json
+from edgekit.errors import FeedError, InvalidModelFile, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
 
         if output is not None:  # refused before any work; the default name is always a new file
             output = checked_output_file(output, force=force, protected=(input, model))
+        check_threads(threads)
         with edgekit.load(model, backend=backend, threads=threads, accelerator=accelerator) as session:
             manifest = session.manifest  # set when MODEL is a bundle
             preprocess = manifest.preprocess if manifest is not None else {}
@@ -74,10 +75,11 @@ def read_feed(path: Path, session: Any, preprocess: dict[str, Any]) -> tuple[dic
     a wrong name, shape or dtype is reported by the session)."""
     from edgekit.imageio import image_to_tensor, is_image_path, read_image
 
-    if not path.exists():
-        raise ModelFileNotFound(path, hint="check the --input path")
+    from edgekit._fs import regular_file
+
     if path.is_dir():
         raise UsageError("--input is a folder", where=path, hint="pass a .npy, .npz or image file")
+    regular_file(path, hint="check the --input path")
     names = [s.name for s in session.inputs]
     suffix = path.suffix.lower()
     if suffix == ".npy":

@@ -132,6 +132,25 @@ def get_entry(name: str) -> _Entry:
     return entries[name]
 
 
+PICKLE_HINT = ("save a plain state dict (torch.save(model.state_dict(), path)) or a .safetensors file; load the "
+               "checkpoint yourself with weights_only=False only if you trust who made it")
+
+
+def pickled_code_refusal(e: BaseException) -> str | None:
+    """The one-line reason when ``torch.load(weights_only=True)`` refused a file because it holds
+    pickled objects (which would run code when unpickled), naming the object; else None."""
+    import pickle
+    import re
+
+    text = str(e)
+    if not isinstance(e, pickle.UnpicklingError) and "weights only load failed" not in text.lower():
+        return None
+    m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"[Uu]nsupported (?:global|operand)[: ]+([^\s]+)", text)
+    what = f" ({m.group(1)})" if m else ""
+    return (f"refused: the file holds pickled Python objects{what}, and unpickling them could run arbitrary code; "
+            "edgekit loads only tensors")
+
+
 def load_weights(model: Any, path: str | Path, *, where: str | None = None) -> Any:
     """Load a state dict from ``.pth``/``.pt`` (``weights_only=True``: no pickled code runs) or
     ``.safetensors`` into ``model``, strictly. Mismatches raise a :class:`ZooError` naming the
@@ -157,9 +176,12 @@ def load_weights(model: Any, path: str | Path, *, where: str | None = None) -> A
     except ZooError:
         raise
     except Exception as e:  # corrupt file, pickled code refused by weights_only, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ZooError(f"cannot read weights ({first[:200]})", where=path,
-                       hint="pass a plain state dict saved with torch.save(model.state_dict()) or safetensors") from None
+        refused = pickled_code_refusal(e)
+        if refused:
+            raise ZooError(refused, where=path, hint=PICKLE_HINT) from None
+        from edgekit.errors import first_line
+
+        raise ZooError(f"cannot read weights ({first_line(e)})", where=path, hint=PICKLE_HINT) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
