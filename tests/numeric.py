@@ -26,8 +26,8 @@ import numpy as np
 from edgekit.numerics import FACTOR, Bound, worst_error
 from edgekit.runtimes.host import default_threads
 
-__all__ = ["Bound", "THREADS", "assert_close", "assert_matches", "assert_same_function", "fp32_bound", "fp32_bounds",
-           "bounds_over", "float64_outputs", "worst_error"]
+__all__ = ["Bound", "THREADS", "assert_close", "assert_matches", "assert_same_function", "assert_verified", "fp32_bound",
+           "fp32_bounds", "bounds_over", "float64_outputs", "worst_error"]
 
 THREADS = default_threads()
 """Threads for bare runtimes in tests: ``EDGEKIT_THREADS`` when set, else the physical cores."""

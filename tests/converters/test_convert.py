@@ -17,8 +17,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from numeric import Bound, assert_close, assert_matches, assert_verified, fp32_bound  # noqa: E402
+
 import edgekit  # noqa: E402
 from edgekit.bundle import read_manifest  # noqa: E402
+from edgekit.converters.verify import tolerance_for  # noqa: E402
+
+pytestmark = pytest.mark.numeric
 
 HERE = Path(__file__).parent
 
@@ -69,9 +74,9 @@ def test_sr_manifest_fields(sr_result):
     onnx_art = m.artifact_for("onnx")
     assert "onnxscript.optimizer.optimize" in onnx_art.passes
     v = onnx_art.verification
-    assert v["status"] == "passed" and "photo:astronaut" in v["cases"]
-    out = v["outputs"]["output"]
-    assert out["psnr_db"] > 90 and out["cosine"] > 0.999999 and out["max_rel"] < 1e-5
+    assert "photo:astronaut" in v["cases"]
+    assert v["tolerance"] == tolerance_for("fp32", "super-resolve").to_dict()
+    assert_verified(v, "onnx")  # within the tolerance it recorded; the files are re-checked below
     coreml = m.artifact_for("coreml")
     if sys.platform != "darwin":
         assert coreml.verification == {"status": "skipped", "reason": "CoreML prediction needs macOS",
@@ -87,10 +92,7 @@ def test_sr_files_reproduce_the_source_on_fresh_inputs(sr_result):
         with edgekit.load(sr_result.bundle / name) as s:
             for seed in (7, 8):
                 x = _fresh((1, 3, 20, 28), seed)
-                with torch.no_grad():
-                    ref = model(torch.from_numpy(x)).numpy()
-                y = s(x)
-                assert np.abs(y - ref).max() < 1e-4 * np.abs(ref).max(), name
+                assert_matches(s(x), model, x, what=f"{name} seed {seed}")
 
 
 def test_bundle_loads_and_runs(sr_result):
@@ -132,18 +134,33 @@ def test_folded_bundle_session_takes_nhwc_pixels(folded_result):
         assert s.inputs[0].layout == "NHWC" and tuple(s.inputs[0].shape) == (1, 40, 56, 3)
 
 
+class _OnPixels(torch.nn.Module):
+    """The classifier on raw RGB pixels (NCHW, 0..255), normalised step by step here (not with
+    edgekit's fold): the function a folded artifact must compute."""
+
+    def __init__(self, model, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, px):
+        return self.model((px / 255.0 - self.mean) / self.std)
+
+
 def test_folded_artifacts_take_raw_pixels(folded_result):
-    model = _load_user_module().se_classifier()
-    mean = np.array([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
-    std = np.array([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+    source = _OnPixels(_load_user_module().se_classifier(), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).eval()
     px = np.random.default_rng(5).integers(0, 256, (1, 3, 40, 56)).astype(np.float32)
     with torch.no_grad():
-        ref = model(torch.from_numpy(((px / 255.0 - mean) / std).astype(np.float32))).numpy()
+        ref = source(torch.from_numpy(px)).numpy()
+    bound = fp32_bound(source, px)
+    top2 = np.sort(ref.ravel())[-2:]
     for name in ("model.onnx", "model.tflite"):
         with edgekit.load(folded_result.bundle / name) as s:
             y = s(np.ascontiguousarray(px.transpose(0, 2, 3, 1)))
-        assert np.abs(y - ref).max() < 1e-4 * np.abs(ref).max(), name
-        assert y.argmax() == ref.argmax()
+        assert_close(y, ref, bound, name)
+        if top2[1] - top2[0] > 2 * bound.atol:  # a decisive top-1 cannot flip within the bound
+            assert y.argmax() == ref.argmax(), name
 
 
 # -- ONNX as the source ----------------------------------------------------------------------
@@ -160,8 +177,7 @@ def test_onnx_source_to_all_formats(onnx_source_result):
     m = read_manifest(r.bundle)
     assert m.source["kind"] == "onnx" and m.task == "super-resolve"
     for fmt in ("onnx", "tflite"):
-        v = m.artifact_for(fmt).verification
-        assert v["status"] == "passed" and v["outputs"]["output"]["psnr_db"] > 90
+        assert_verified(m.artifact_for(fmt).verification, fmt)
 
 
 # -- a source module is never mutated --------------------------------------------------------
@@ -231,9 +247,7 @@ def test_exported_program_source(converted, bundles_dir):
     assert m.source["kind"] == "exported-program" and len(m.source["sha256"]) == 64
     with edgekit.load(r.bundle / "model.tflite") as s:
         x = _fresh((1, 3, 8, 8), 11)
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()
-        assert np.abs(s(x) - ref).max() < 1e-5
+        assert_matches(s(x), model, x, what="tflite from the exported program")
 
 
 def test_result_json_is_serialisable(sr_result):
@@ -248,12 +262,19 @@ def test_fp16_artifacts_verify_with_fp16_tolerances(converted, user):
     r = converted(user("two_stage_sr"), formats="onnx,tflite,coreml", precision="fp16")
     assert r.exit_code == 0, [a.to_dict() for a in r.artifacts]
     m = read_manifest(r.bundle)
+    # The artifact really is fp16: a float32 artifact of this net (3x3 convs over at most 16
+    # channels: reductions of 144, four rounding steps deep with the skip's add) stays within the
+    # a-priori float32 round-off of its output scale (2.3e-5; measured fp32 artifacts: ~2e-7);
+    # float16 weights (each off by up to U16 = 2**-11 = 8192 u) put the error above it (1.1e-4
+    # here, fixed by the rounded weights, not by the CPU's kernels).
+    fp32_level = Bound.roundoff(1.0, reduction=16 * 3 * 3, depth=4).atol
     for fmt in ("onnx", "tflite"):
         art = m.artifact_for(fmt)
         assert art.precision == "fp16" and art.extra["notes"]
-        out = art.verification["outputs"]["output"]
-        # fp16 is not bit-exact but must stay far above the 40 dB floor
-        assert 1e-6 < out["max_rel"] < 1e-2 and out["psnr_db"] > 60
+        v = art.verification
+        assert v["tolerance"] == tolerance_for("fp16", "super-resolve").to_dict()
+        assert_verified(v, fmt)
+        assert v["outputs"]["output"]["max_rel"] > fp32_level, (fmt, v["outputs"]["output"]["max_rel"], fp32_level)
         assert art.inputs[0].dtype == "float32"  # the interface stays float32
     assert "ai_edge_quantizer.float_casting(fp16 weights)" in m.artifact_for("tflite").passes
 
@@ -270,10 +291,8 @@ def test_weights_are_loaded_into_a_user_module(converted, bundles_dir):
     m = read_manifest(r.bundle)
     assert m.source["weights"] == str(path) and len(m.source["weights_sha256"]) == 64
     x = _fresh((1, 3, 32, 40), 21)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
     with edgekit.load(r.bundle / "model.onnx") as s:
-        assert np.abs(s(x) - ref).max() < 1e-5 * max(1.0, np.abs(ref).max())
+        assert_matches(s(x), model, x, what="onnx with the user's weights")
 
 
 def test_onnx_source_with_external_data_becomes_self_contained(converted, bundles_dir):

@@ -7,10 +7,16 @@ import math
 
 import numpy as np
 import pytest
+from numeric import Bound, assert_close
 
 from edgekit.converters import verify as V
 from edgekit.converters.layouts import layout_for_rank, permutation, to_nhwc
 from edgekit.converters.preprocess import FoldSpec, normalise
+
+pytestmark = pytest.mark.numeric
+
+U64 = 2.0 ** -53
+"""float64's unit round-off: the metrics are computed in float64."""
 
 
 def test_compare_names_the_worst_element():
@@ -21,8 +27,8 @@ def test_compare_names_the_worst_element():
     out[0, 0, 0, 0] = 2.0
     m = V.compare(ref, out)
     assert m["worst"] == {"index": [0, 2, 1, 3], "reference": 0.0, "artifact": 0.5}
-    assert m["max_abs"] == 0.5 and m["max_rel"] == pytest.approx(0.25)
-    assert m["cosine"] < 1.0
+    assert m["max_abs"] == 0.5 and m["max_rel"] == 0.25  # 0.5 / 2.0: exact in binary
+    assert m["cosine"] < 1.0  # any difference in direction puts the cosine below its maximum, 1
 
 
 def test_compare_shape_mismatch_and_non_finite():
@@ -37,12 +43,14 @@ def test_compare_shape_mismatch_and_non_finite():
 def test_psnr_and_frame_psnr():
     ref = np.zeros((1, 3, 8, 8))
     assert V.psnr(ref, ref) == math.inf
-    assert V.psnr(ref, ref + 0.01) == pytest.approx(40.0)
+    # float64 round-off of a mean of squares and a logarithm (0.01 itself is not exact in binary)
+    assert_close(V.psnr(ref, ref + 0.01), 40.0, Bound.roundoff(40.0, reduction=ref.size, depth=3, unit=U64), "psnr")
     video = np.zeros((1, 3, 4, 2, 2))
     noisy = video.copy()
     noisy[:, :, 2] += 0.1
     frames = V.frame_psnr(video, noisy, peak=1.0)
-    assert frames[2] == pytest.approx(20.0) and frames[0] == math.inf
+    assert_close(frames[2], 20.0, Bound.roundoff(20.0, reduction=noisy[:, :, 2].size, depth=3, unit=U64), "frame psnr")
+    assert frames[0] == math.inf
 
 
 def test_top1_counts_only_decisive_rows():
@@ -76,8 +84,11 @@ def test_verify_artifact_fails_on_a_wrong_artifact():
     v, _ = V.verify_artifact(None, cases, lambda xs: [xs[0]], output_names=["output"], precision="fp32",
                              task="other", loader=lambda p: FakeSession())
     assert v["status"] == "failed"
-    assert "output 'output' max abs error" in v["reason"] and "allowed 0.0001" in v["reason"]
-    assert v["outputs"]["output"]["max_rel"] == pytest.approx(0.01, rel=1e-3)
+    allowed = V.tolerance_for("fp32", "other").max_rel
+    assert "output 'output' max abs error" in v["reason"] and f"allowed {allowed:g}" in v["reason"]
+    # x * 1.01 in float32 rounds twice (the constant and the product), each by at most u * 1.01
+    # of max|x|; the float64 difference and division add nothing at float32's scale
+    assert_close(v["outputs"]["output"]["max_rel"], 0.01, Bound.roundoff(1.01, depth=2), "max_rel")
     # and the same session passes when it is right
     v2, _ = V.verify_artifact(None, cases, lambda xs: [xs[0] * 1.01], output_names=["output"], precision="fp32",
                               task="other", loader=lambda p: FakeSession())
@@ -91,6 +102,8 @@ def test_cases_include_negative_values_and_a_photo():
     assert names == ["random-0", "random-1", "random-normal", "photo:astronaut"]
     assert cases[2].source[0].min() < 0
     photo = cases[-1].source[0]
+    # not a flat image: the astronaut photo's values spread over the range (std 0.29 of it here);
+    # 0.05 only rules out a constant or nearly constant fill
     assert photo.shape == (1, 3, 24, 32) and 0.0 <= photo.min() and photo.max() <= 1.0 and photo.std() > 0.05
 
 
@@ -101,7 +114,8 @@ def test_folded_cases_feed_pixels_to_the_artifact_and_normalised_to_the_source()
     for c in cases:
         px = c.artifact[0]
         assert px.shape == (1, 8, 8, 3) and px.max() <= 255 and px.min() >= 0
-        np.testing.assert_allclose(c.source[0], normalise(px.transpose(0, 3, 1, 2), fold), rtol=1e-6)
+        assert_close(c.source[0], normalise(px.transpose(0, 3, 1, 2), fold),
+                     Bound.exact("the same float64 steps on the same pixels"), c.name)
 
 
 def test_fold_module_matches_the_step_by_step_normalisation():
@@ -116,7 +130,13 @@ def test_fold_module_matches_the_step_by_step_normalisation():
         feed = px.transpose(0, 2, 3, 1).copy() if spec.input_layout == "NHWC" else px
         with torch.no_grad():
             got = folded(torch.from_numpy(feed)).numpy()
-        np.testing.assert_allclose(got, normalise(px, spec), rtol=1e-6, atol=1e-6)
+        # pixels * a + b in float32 against the float64 steps: a, b, the product and the sum each
+        # round once, at most at the largest of |255 a|, |b| and |result| (the reference rounds
+        # once to float32 too)
+        a, b = spec.affine(3)
+        want = normalise(px, spec)
+        scale = max(255 * np.abs(a).max(), np.abs(b).max(), np.abs(want).max())
+        assert_close(got, want, Bound.roundoff(scale, depth=4), f"fold {spec}")
     assert FoldSpec(color_order="BGR").to_manifest()["folded_ops"][0] == "flip RGB->BGR"
 
 
@@ -203,9 +223,11 @@ def test_ill_conditioned_source_gets_a_float64_second_opinion():
     rounding = Session(lambda xs: f32(xs, offset=9000.0))  # another rounding grid, same maths
     v, _ = V.verify_artifact(None, cases, f32, output_names=["output"], precision="fp32", task="other",
                              loader=lambda p: rounding, reference64=f64)
-    assert v["outputs"]["output"]["max_rel"] > 1e-4  # misses the plain bound...
+    assert v["outputs"]["output"]["max_rel"] > V.tolerance_for("fp32", "other").max_rel  # misses the plain bound...
     assert v["status"] == "passed" and v["conditioning"]["within"]  # ...but matches the exact maths as well
-    assert v["conditioning"]["source_fp32_error_vs_fp64"] > 1e-5
+    # the source is ill-conditioned: its own error (half a float32 step at 5000, ~2.4e-4 of its
+    # scale) is far above the round-off of a well-conditioned function of three float32 steps
+    assert v["conditioning"]["source_fp32_error_vs_fp64"] > Bound.roundoff(1.0, depth=3).atol
     wrong = Session(lambda xs: [f32(xs)[0] * 1.05])
     v2, _ = V.verify_artifact(None, cases, f32, output_names=["output"], precision="fp32", task="other",
                               loader=lambda p: wrong, reference64=f64)
