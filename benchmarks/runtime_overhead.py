@@ -12,8 +12,8 @@ processes on a shared machine hits both alike:
 Reported per pair: median per-call latency of each, the ratio of medians, the median of the
 per-block ratios, and the absolute overhead in microseconds (which the tiny model exposes:
 at a few µs per call the wrapper's work is visible); plus ``edgekit.bench`` of the session
-(init, first run, percentiles, peak RSS). Done-when for issue 2: MobileNetV2 on
-LiteRT, median per-block ratio ≤ 1.15.
+(init, first run, percentiles, peak RSS). The goal: MobileNetV2 on LiteRT, median per-block
+ratio ≤ 1.15.
 
 Models: MobileNetV2 from ``edgekit.zoo`` (random weights; speed does not depend on them),
 224x224, converted once with litert-torch and torch.onnx (dynamo) into

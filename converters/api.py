@@ -1,7 +1,7 @@
 """``edgekit.convert``: source → capture → rewrite → export → verify → bundle.
 
-One function runs the stages of the picture in DESIGN.md and writes a bundle atomically
-(a temporary sibling folder renamed into place at the end). Each stage reports to an
+One function runs the stages of the data-flow picture in docs/architecture.md and writes a
+bundle safely (see ``edgekit.bundle.staging_dir``). Each stage reports to an
 optional ``progress`` callback, which the CLI turns into its stage display.
 
 Failure policy (also the CLI's exit codes):
@@ -147,7 +147,7 @@ def convert(
     ``fold_preprocess``: the artifacts take RGB pixels 0..255 (``input_layout`` NCHW or NHWC)
     with the source's normalisation folded in (see :mod:`edgekit.converters.preprocess`);
     ``mean``/``std`` give that normalisation for sources without a model card. ``target``,
-    ``passes``, ``skip_passes``: the rewrite stage (NPU pipelines arrive with issue 5).
+    ``passes``, ``skip_passes``: the rewrite stage (a target's pipeline, or the passes named).
     ``bench_runs``: timed runs for the latency column (0 skips it). ``progress`` receives an
     :class:`Event` at the start and end of every stage.
     """

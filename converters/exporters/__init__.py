@@ -179,7 +179,7 @@ def export_failure(fmt: str, e: BaseException, log: CapturedOutput | None = None
     else:
         msg = f"{fmt}: {tool} failed ({type(e).__name__}: {first})"
     if rank5:
-        hint = "this model has 5-D (video) tensors; use --target generic-npu (issue 5) for NPU-friendly rewrites, " \
+        hint = "this model has 5-D (video) tensors; use --target generic-npu for NPU-friendly rewrites, " \
                "or drop this format"
     elif op:
         hint = "replace that op in the model, or drop this format from --to"

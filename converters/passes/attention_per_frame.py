@@ -1,5 +1,5 @@
 """Per-frame attention computed channels-first, for the channels-first formats (ONNX, CoreML).
-NPU.md rewrite 12. Exact up to float summation order.
+docs/accelerators.md, rewrite 12. Exact up to float summation order.
 
 After ``frames_to_batch`` a per-frame spatial attention reads its tokens from frames in batch
 ``x₄ = (T, C, H, W)`` and is rank ≤ 4, but written token-major it needs the tokens

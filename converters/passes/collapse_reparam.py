@@ -25,7 +25,7 @@ float64 and rounded once):
    parameters or constants is evaluated once here and becomes a constant.
 
 BatchNorms inside branches are folded first (``fold_batchnorm`` runs before this pass).
-research/NPU.md rewrite 8.
+docs/accelerators.md, rewrite 8.
 """
 
 from __future__ import annotations

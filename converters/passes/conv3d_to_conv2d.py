@@ -1,4 +1,4 @@
-"""Conv3d → Conv2d on frames folded into the batch dimension (NPU.md rewrite 4). Exact.
+"""Conv3d → Conv2d on frames folded into the batch dimension (docs/accelerators.md, rewrite 4). Exact.
 
 Before (5-D, N = 1)::
 

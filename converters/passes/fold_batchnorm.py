@@ -17,7 +17,7 @@ any ``groups`` (depthwise too): the scale is per output channel. A BatchNorm not
 used only by it (e.g. after a ReLU) stays. litert-torch and the ONNX optimiser fold some BNs on
 their own; doing it in the program makes all three formats (and CoreML) get the same graph
 and lets later passes (``collapse_reparam``, ``pixel_shuffle_to_depth_to_space``) see plain
-convs (research/NPU.md rewrite 8).
+convs (docs/accelerators.md, rewrite 8).
 """
 
 from __future__ import annotations

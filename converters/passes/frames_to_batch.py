@@ -1,4 +1,4 @@
-"""Frames into batch: every ``(1, C, T, H, W)`` tensor becomes ``(T, C, H, W)`` (NPU.md rewrites
+"""Frames into batch: every ``(1, C, T, H, W)`` tensor becomes ``(T, C, H, W)`` (docs/accelerators.md, rewrites
 2, 3, 4, 7). Exact.
 
 With N = 1 a video tensor is stored as frames in the batch dimension for the whole graph, so

@@ -1,5 +1,5 @@
 """GroupNorm on 4-D and 5-D inputs → means, 1×1 convs and pointwise ops, rank ≤ 4 once frames
-are folded (NPU.md rewrite 6). Exact up to float summation order.
+are folded (docs/accelerators.md, rewrite 6). Exact up to float summation order.
 
 GroupNorm has no TFLite builtin, is missing on several NPUs (RKNN, older Hexagon), and
 coremltools lowers it on a 5-D input through rank 6 (which the ANE rejects). With G groups of

@@ -39,7 +39,7 @@ the int64 result whenever that result fits in int32 (two's complement wraps only
 computed at run time (inputs, sums) must fit in int32, which indices into tensors an edge
 device can hold always do. ONNX keeps int64 where its spec mandates it (ArgMax/TopK outputs,
 shape inputs of Reshape/Expand, GatherND indices) and where torchlib casts indices for
-``index_select``/``gather`` (a constant index becomes an int64 initializer). research/NPU.md
+``index_select``/``gather`` (a constant index becomes an int64 initializer). docs/accelerators.md
 rewrite 14 (its int64 → int32 half; ``static_shapes`` runs first).
 """
 

@@ -12,7 +12,7 @@ After::
 Why: litert-torch computes a MEAN over axes (2, 3) in NCHW, so it puts a TRANSPOSE in front of
 it (the rest of the graph is NHWC); an average pool is a layout-aware 2-D op it keeps in NHWC,
 emitting ``AVERAGE_POOL_2D`` with no TRANSPOSE. Edge TPU and Ethos-U also run a full-size
-AVERAGE_POOL_2D where their MEAN support is restricted (research/NPU.md rewrite 9). Squeeze-
+AVERAGE_POOL_2D where their MEAN support is restricted (docs/accelerators.md, rewrite 9). Squeeze-
 excitation gates and global pooling heads written as ``mean`` are the usual source. The value
 is the same average (sum over H·W divided by H·W), up to float32 summation order. Needs
 static H and W (the pipeline runs it after static_shapes). Means over other axes (GroupNorm's

@@ -23,7 +23,7 @@ the NHWC interface (ONNX and CoreML keep one Transpose at each end, since their 
 by definition; lint accepts a boundary Transpose there). The current layouts are the
 ``artifact`` entries of that same meta (the converter seeds it with the captured layouts, so a
 ``--fold-preprocess --input-layout NHWC`` input is left alone) and default to NCHW for 4-D
-float tensors (research/NPU.md rewrite 13).
+float tensors (docs/accelerators.md, rewrite 13).
 """
 
 from __future__ import annotations

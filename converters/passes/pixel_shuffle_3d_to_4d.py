@@ -1,5 +1,5 @@
 """3-D pixel shuffle (decoupled or rank-8 permute form) → a reshape of frames + per-frame
-``pixel_shuffle`` (NPU.md rewrites 2 and 5). Exact and free.
+``pixel_shuffle`` (docs/accelerators.md, rewrites 2 and 5). Exact and free.
 
 Video VAEs upsample with a conv to ``C·st·s²`` channels and a 3-D pixel shuffle
 ``b (c s s st) t h w → b c (t st) (h s) (w s)``, written either as Turbo-VAED's *decoupled* form

@@ -17,7 +17,7 @@ Since ``y'[(i·r+j)·C+c] = y[c·r²+i·r+j]`` the two are the same tensor, elem
 (the permutation moves weights, no arithmetic changes, so the result is bit-identical). PyTorch
 exports pixel shuffle as a rank-6 reshape/permute (litert-torch: a rank-4 RESHAPE/TRANSPOSE
 chain), which NPUs run as memory shuffles or not at all; DCR depth-to-space is TFLite's
-``DEPTH_TO_SPACE`` and ONNX's ``DepthToSpace(mode="DCR")`` (research/NPU.md rewrite 1).
+``DEPTH_TO_SPACE`` and ONNX's ``DepthToSpace(mode="DCR")`` (docs/accelerators.md, rewrite 1).
 Conv output permutation is only exact for ``groups == 1`` (a grouped conv's groups would
 change), and the ops between conv and shuffle must treat channels alike (pointwise activations,
 adds of branches that are all permuted the same way); other shuffles stay, with the reason.

@@ -15,7 +15,7 @@ element times 1 plus zeros: the same value, exactly, for finite inputs (an inf o
 would spread NaN through the zero weights, as 0·inf is NaN). TRANSPOSE_CONV is native on the
 Edge TPU and Ethos-U, which have no DEPTH_TO_SPACE; it costs r²·C² MACs per output pixel block
 where depth-to-space is a memory move, so targets that have DEPTH_TO_SPACE use
-``pixel_shuffle_to_depth_to_space`` instead (research/NPU.md rewrite 1).
+``pixel_shuffle_to_depth_to_space`` instead (docs/accelerators.md, rewrite 1).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ function, kept opaque so that no exporter decomposes it — and each exporter lo
 native op (see ``_fx2d``). Exact: ``prelu(x) = x if x ≥ 0 else α·x`` is computed by the same
 formula (one multiply), where the split form computes ``relu(x) − α·relu(−x)`` (also exact,
 but four ops and three memory passes). PRELU is native on the TFLite GPU delegate, NNAPI,
-Hexagon and Ethos-U; research/NPU.md rewrite 11. Stage ``program`` (the registry first
+Hexagon and Ethos-U; docs/accelerators.md, rewrite 11. Stage ``program`` (the registry first
 planned a TFLite flatbuffer pass; preventing the split is simpler and helps ONNX too).
 """
 

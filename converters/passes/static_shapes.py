@@ -14,7 +14,7 @@ Edge TPU, Ethos-U (Vela: "tensors must not be dynamic") and NNAPI compile fixed 
 run-time shape arithmetic is what leaves ``Shape``/``Gather`` ops and int64 index tensors in
 exported graphs. The program is re-exported from its own module (``program.module()``) at the
 example inputs recorded in ``program.example_inputs``: the same function restricted to those
-shapes, exactly. research/NPU.md rewrite 14.
+shapes, exactly. docs/accelerators.md, rewrite 14.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Nearest upsampling by integer factors → NPU-native ops (NPU.md rewrite 7). Exact.
+"""Nearest upsampling by integer factors → NPU-native ops (docs/accelerators.md, rewrite 7). Exact.
 
 Before: ``upsample_nearest3d(x, (ft·T, fh·H, fw·W))`` on ``x = (1, C, T, H, W)`` (no TFLite op,
 coremltools has no converter for it).

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         task: Optional[str] = typer.Option(None, "--task", help="classify, super-resolve, decode-video or other "
                                            "(default: the model card's, else read from the output shapes)."),
         target: Optional[str] = typer.Option(None, "--target", help="Rewrite for an accelerator profile "
-                                             "(e.g. generic-npu; arrives with issue 5)."),
+                                             "(e.g. generic-npu, tflite-gpu, edgetpu; see `edgekit lint --help`)."),
         passes: Optional[str] = typer.Option(None, "--passes", help="Comma-separated rewrite pass ids to run."),
         skip_pass: Optional[list[str]] = typer.Option(None, "--skip-pass", help="A pass id to leave out (repeatable)."),
         no_verify: bool = typer.Option(False, "--no-verify", help="Do not verify the artifacts (recorded as not run)."),

@@ -1,5 +1,5 @@
 """The anchors' kind of output: the CogVideoX/HunyuanVideo-style decoder exported by litert-torch
-without edgekit's pipeline (research/ANCHORS.md saw CONV_3D, rank-5 tensors, GATHER_ND and
+without edgekit's pipeline (such exports hold CONV_3D, rank-5 tensors, GATHER_ND and
 BROADCAST_TO): lint names every CONV_3D and every rank-5 tensor, with the passes that remove them."""
 
 from __future__ import annotations
