@@ -557,7 +557,8 @@ def _quantize(fmt: str, result: Any, cap: Any, fold: Any, io_layouts: dict | Non
     from edgekit.runtimes.bundle_session import LayoutMap
 
     dtypes = [np.dtype(str(t.dtype).replace("torch.", "")) for t in cap.example_inputs]
-    samples, what = quantize.calibration_inputs(cap.input_shapes, dtypes, preprocess=cap.preprocess, fold=fold)
+    samples, what = quantize.calibration_inputs(cap.input_shapes, dtypes, preprocess=cap.preprocess, fold=fold,
+                                                task=cap.task)
     moves = {name: LayoutMap(lay["source"], lay["artifact"])
              for name, lay in ((io_layouts or {}).get("inputs") or {}).items() if lay["source"] != lay["artifact"]}
     feeds = [{n: (moves[n](a) if n in moves else a) for n, a in zip(cap.input_names, arrays)} for arrays in samples]

@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import UsageError
+from edgekit.preprocess import Preprocess
+
 __all__ = ["FoldSpec", "fold_module", "normalise"]
 
 
@@ -58,14 +61,20 @@ class FoldSpec:
                    value_range=tuple(p.get("value_range") or (0.0, 1.0)),
                    color_order=p.get("color_order", "RGB"), input_layout=input_layout)
 
+    def source_spec(self, channels: int = 3) -> Preprocess:
+        """The :class:`edgekit.preprocess.Preprocess` of what the source takes (NCHW float32):
+        the one definition of the normalisation that is folded here."""
+        return Preprocess(layout="NCHW", channels=channels, dtype="float32", color_order=self.color_order.upper(),
+                          value_range=tuple(float(v) for v in self.value_range), mean=self.mean, std=self.std,
+                          output_range=tuple(float(v) for v in self.value_range))
+
     def affine(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel ``(a, b)`` in float64 such that ``source_input = pixels * a + b``."""
-        lo, hi = (float(v) for v in self.value_range)
-        mean = np.asarray(self.mean if self.mean is not None else [0.0] * channels, np.float64)
-        std = np.asarray(self.std if self.std is not None else [1.0] * channels, np.float64)
-        if mean.shape != (channels,) or std.shape != (channels,):
-            raise ValueError(f"mean/std have {mean.size}/{std.size} values, the input has {channels} channels")
-        return (hi - lo) / 255.0 / std, (lo - mean) / std
+        """Per-channel ``(a, b)`` in float64 such that ``source_input = pixels * a + b``
+        (:meth:`edgekit.preprocess.Preprocess.affine`, with the pixels in the source's colour order)."""
+        try:
+            return self.source_spec(channels).affine()
+        except UsageError as e:
+            raise ValueError(e.message) from None
 
     @property
     def swaps_channels(self) -> bool:
@@ -115,16 +124,12 @@ def fold_module(module: Any, spec: FoldSpec, channels: int, *, for_image_input: 
 
 
 def normalise(pixels_nchw_rgb: np.ndarray, spec: FoldSpec) -> np.ndarray:
-    """The reference for verification: RGB pixels (N, C, H, W, 0..255) → the source's input,
-    step by step in float64 (``/255``, value range, colour order, ``(x - mean) / std``)."""
-    x = pixels_nchw_rgb.astype(np.float64) / 255.0
-    lo, hi = spec.value_range
-    x = x * (hi - lo) + lo
-    if spec.swaps_channels:
-        x = x[:, ::-1]
-    c = x.shape[1]
-    if spec.mean is not None:
-        x = x - np.asarray(spec.mean, np.float64).reshape(1, c, 1, 1)
-    if spec.std is not None:
-        x = x / np.asarray(spec.std, np.float64).reshape(1, c, 1, 1)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    """What the source takes for RGB pixels (N, C, H, W, 0..255): steps 4–6 of
+    :mod:`edgekit.preprocess` per image (the reference the folded artifact is verified against)."""
+    src = spec.source_spec(pixels_nchw_rgb.shape[1])
+    px = np.asarray(pixels_nchw_rgb)
+    if px.dtype != np.uint8:
+        if np.any(px != np.rint(px)) or px.min(initial=0) < 0 or px.max(initial=0) > 255:
+            raise ValueError("pixels must be integers in 0..255")
+        px = px.astype(np.uint8)
+    return np.concatenate([src.encode(np.ascontiguousarray(img.transpose(1, 2, 0))) for img in px])

@@ -46,11 +46,11 @@ PHOTOS = ("coffee", "astronaut", "chelsea", "rocket")
 
 def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[Any], *,
                        preprocess: dict[str, Any], fold: Any = None, n: int = 16,
-                       seed: int = 0) -> tuple[list[list[np.ndarray]], str]:
+                       seed: int = 0, task: str | None = None) -> tuple[list[list[np.ndarray]], str]:
     """``n`` calibration inputs (one array per model input, source layout) and what they are.
     With ``fold`` (pre-processing folded into the model) the photos stay pixels 0..255 in the
     fold's input layout, as the artifact takes them."""
-    from edgekit.converters.verify import FoldSpec, _layout, _resize, normalise
+    from edgekit.converters.verify import FoldSpec, _layout, normalise, photo_pixels
 
     rng = np.random.default_rng(seed)
     one_image = len(input_shapes) == 1 and len(input_shapes[0]) == 4 and input_shapes[0][1] == 3
@@ -68,8 +68,9 @@ def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence
             crop = rgb[y0:y0 + ch, x0:x0 + cw]
             if i % 2:
                 crop = crop[:, ::-1]
-            px = np.repeat(_resize(np.ascontiguousarray(crop), w, h).transpose(2, 0, 1)[None].astype(np.float32), b, axis=0)
-            out.append([_layout(px, fold) if fold is not None else normalise(px, spec).astype(dtypes[0])])
+            # the crop as edgekit.preprocess feeds an image: the task's geometry, then the normalisation
+            px = np.repeat(photo_pixels(np.ascontiguousarray(crop), input_shapes[0], preprocess, task)[None], b, axis=0)
+            out.append([_layout(px.astype(np.float32), fold) if fold is not None else normalise(px, spec).astype(dtypes[0])])
         return out, f"{n} crops of {len(photos)} photos"
     lo, hi = preprocess.get("value_range") or (0.0, 1.0)
     out = []

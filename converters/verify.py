@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgekit.converters.preprocess import FoldSpec, normalise
+from edgekit.preprocess import Preprocess
 
 __all__ = ["Tolerance", "TOLERANCES", "Case", "compare", "psnr", "top1", "tolerance_for", "make_cases",
            "verify_artifact", "check_coreml_spec"]
@@ -192,8 +193,8 @@ def make_cases(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtyp
     if fold is not None:
         shape = input_shapes[0]
         for i in range(n_random):
-            px = rng.integers(0, 256, shape).astype(np.float32)
-            cases.append(Case(f"random-pixels-{i}", [normalise(px, fold)], [_layout(px, fold)]))
+            px = rng.integers(0, 256, shape).astype(np.uint8)
+            cases.append(Case(f"random-pixels-{i}", [normalise(px, fold)], [_layout(px.astype(np.float32), fold)]))
     else:
         if example is not None:
             cases.append(Case("example", [np.asarray(a) for a in example], [np.asarray(a) for a in example]))
@@ -220,10 +221,12 @@ def _layout(px_nchw: np.ndarray, fold: FoldSpec | None) -> np.ndarray:
 
 def _photo_case(input_shapes: Sequence[tuple[int, ...]], task: str, preprocess: dict[str, Any],
                 fold: FoldSpec | None) -> Case | None:
-    """A real photo at the input size, when the model takes one RGB image (N, 3, H, W)."""
+    """A real photo at the input size, when the model takes one RGB image (N, 3, H, W): its
+    geometry (crop and resize) and normalisation are :mod:`edgekit.preprocess`'s, as ``edgekit run``
+    and the demo apply them."""
     if len(input_shapes) != 1 or len(input_shapes[0]) != 4 or input_shapes[0][1] != 3:
         return None
-    n, _, h, w = input_shapes[0]
+    n = input_shapes[0][0]
     name = IMAGE_PHOTO.get(task, "coffee")
     try:
         from edgekit.assets import load_photo
@@ -231,33 +234,17 @@ def _photo_case(input_shapes: Sequence[tuple[int, ...]], task: str, preprocess: 
         rgb = load_photo(name)
     except Exception:  # noqa: BLE001 - no decoder installed: verify on random inputs only
         return None
-    px = _resize(rgb, w, h).transpose(2, 0, 1)[None].astype(np.float32)
-    px = np.repeat(px, n, axis=0)
-    if fold is not None:
-        return Case(f"photo:{name}", [normalise(px, fold)], [_layout(px, fold)])
-    x = normalise(px, FoldSpec.from_preprocess(preprocess))
-    return Case(f"photo:{name}", [x], [x])
+    px = np.repeat(photo_pixels(rgb, input_shapes[0], preprocess, task)[None], n, axis=0)
+    source = normalise(px, fold if fold is not None else FoldSpec.from_preprocess(preprocess))
+    return Case(f"photo:{name}", [source], [_layout(px.astype(np.float32), fold) if fold is not None else source])
 
 
-def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Centre-crop to the target aspect ratio, then resize (area filter)."""
-    H, W = rgb.shape[:2]
-    if W * h > H * w:  # too wide
-        cw = max(1, round(H * w / h))
-        x0 = (W - cw) // 2
-        rgb = rgb[:, x0:x0 + cw]
-    else:
-        ch = max(1, round(W * h / w))
-        y0 = (H - ch) // 2
-        rgb = rgb[y0:y0 + ch]
-    try:
-        import cv2
-
-        return cv2.resize(np.ascontiguousarray(rgb), (w, h), interpolation=cv2.INTER_AREA)
-    except ImportError:
-        from PIL import Image
-
-        return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+def photo_pixels(rgb: np.ndarray, shape: Sequence[int], preprocess: dict[str, Any], task: str | None) -> np.ndarray:
+    """An RGB photo at an NCHW input's size as (3, H, W) uint8: steps 2–3 of
+    :mod:`edgekit.preprocess` (the task's resize policy, area/bilinear resize)."""
+    spec = Preprocess.for_input(tuple(shape), "float32", "NCHW", preprocess, task)
+    img, _ = spec.geometry(rgb)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The two demo tasks: what goes into the model and what comes out, read from the manifest.
 
-:class:`Preprocess` turns a BGR camera frame into the model's input tensor in one OpenCV call
-(``cv2.dnn.blobFromImageWithParams``: crop to the model's aspect, resize, colour swap,
-``(x - mean) * scale`` per channel and NCHW/NHWC packing, all in C++). The manifest's
-``value_range``, ``mean`` and ``std`` are folded into that one per-channel scale and offset, so
-pre-processing costs a fraction of a millisecond and never becomes a second bottleneck. When
+:class:`FramePreprocess` turns a BGR camera frame into the model's input tensor by the rules
+of :mod:`edgekit.preprocess` (the one definition ``edgekit run`` and verification use too): the
+spec's crop and resize, then one OpenCV call (``cv2.dnn.blobFromImageWithParams``: colour swap,
+``(x - offset) * scale`` per channel and NCHW/NHWC packing, all in C++) with the spec's per-channel
+multiply-add, so pre-processing costs a fraction of a millisecond and never becomes a second
+bottleneck. When
 the manifest says ``folded`` (normalisation already inside the model, see
 ``edgekit.converters.preprocess``), the artifact takes raw pixels in ``input_value_range`` and
 ``input_color_order`` and only those are applied.
@@ -26,14 +27,15 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from edgekit.apps.camera._cv import cv2
-from edgekit.errors import DemoError
+from edgekit.errors import DemoError, UsageError
+from edgekit.preprocess import Preprocess, crop_box
 
-__all__ = ["Preprocess", "Job", "Rendered", "Upscale", "Classify", "make_task", "UPSCALE_VIEWS", "TASK_NAMES"]
+__all__ = ["FramePreprocess", "Job", "Rendered", "Upscale", "Classify", "make_task", "UPSCALE_VIEWS", "TASK_NAMES"]
 
 TASK_NAMES = {"upscale": "super-resolve", "classify": "classify"}  # demo task -> manifest task
 UPSCALE_VIEWS = ("split", "side-by-side", "model", "bicubic")
@@ -44,103 +46,86 @@ _FLOAT_DTYPES = ("float32", "float16")
 # Pre-processing
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class Preprocess:
-    """Frame (BGR uint8, any size) → model input, as one vectorised OpenCV call.
+class FramePreprocess:
+    """Frame (BGR uint8, any size) → model input: the steps of :class:`edgekit.preprocess.Preprocess`
+    (``spec``, the one definition shared with ``edgekit run`` and verification), done fast.
 
-    The input tensor is ``(pixel - offset[c]) * scale[c]`` per channel ``c`` (channels in the
-    model's colour order), where ``pixel`` is in [0, 255]; :meth:`from_manifest` derives
-    ``offset`` and ``scale`` from ``value_range``, ``mean`` and ``std``.
+    The geometry (crop or pad, area/bilinear resize) is the spec's own, which works on BGR frames
+    as on RGB images. The values are ``(pixel - offset[c]) * scale[c]`` per channel in one
+    OpenCV call, with ``scale = a`` and ``offset = -b / a`` from the spec's ``px * a + b``: the same
+    numbers, rounded once more in float32.
     """
 
     input_name: str
-    size: tuple[int, int] | None  # (width, height) the model takes; None: any (dynamic H and W)
-    layout: str  # "NCHW" or "NHWC"
-    color_order: str  # "RGB" or "BGR"
-    dtype: str  # "float32", "float16" or "uint8"
-    scale: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
-    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    spec: Preprocess
+    scale: tuple[float, ...] = (1 / 255, 1 / 255, 1 / 255)
+    offset: tuple[float, ...] = (0.0, 0.0, 0.0)
     _params: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_manifest(cls, spec: Any, pre: dict[str, Any] | None, where: str = "model") -> "Preprocess":
+    def from_manifest(cls, tensor: Any, pre: dict[str, Any] | None, where: str = "model",
+                      task: str | None = None) -> "FramePreprocess":
         """Build from the model's input :class:`~edgekit.runtimes.base.TensorSpec` and the
-        manifest's ``preprocess`` section (None for a bare model file)."""
-        pre = dict(pre or {})
-        shape = tuple(spec.shape)
+        manifest's ``preprocess`` section (None for a bare model file) and task."""
+        shape = tuple(tensor.shape)
         if len(shape) != 4:
-            raise DemoError(f"the demo needs one image input of rank 4, this model's '{spec.name}' has shape {list(shape)}",
-                            where=where)
-        layout = (spec.layout or pre.get("layout") or _guess_layout(shape, where)).upper()
-        if layout not in ("NCHW", "NHWC"):
-            raise DemoError(f"input layout {layout} is not an image layout (NCHW or NHWC)", where=where)
-        c_axis, h_axis, w_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
-        if isinstance(shape[c_axis], int) and shape[c_axis] != 3:
-            raise DemoError(f"the demo feeds colour frames (3 channels); input '{spec.name}' has {shape[c_axis]}",
-                            where=where)
-        h, w = shape[h_axis], shape[w_axis]
-        size: tuple[int, int] | None
-        if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
-            size = (w, h)
-        elif pre.get("input_size"):  # dynamic tensor: the size the model was exported/verified at
-            dims = [int(d) for d in pre["input_size"]]
-            hw = dims if len(dims) == 2 else [dims[h_axis], dims[w_axis]] if len(dims) == 4 else None
-            if hw is None:
-                raise DemoError(f"manifest input_size {dims} is neither [H, W] nor a full input shape", where=where)
-            size = (hw[1], hw[0])
-        else:
-            size = None
-        dtype = str(spec.dtype)
+            raise DemoError(f"the demo needs one image input of rank 4, this model's '{tensor.name}' has shape "
+                            f"{list(shape)}", where=where)
+        dtype = str(tensor.dtype)
         if dtype not in (*_FLOAT_DTYPES, "uint8"):
-            raise DemoError(f"input '{spec.name}' has dtype {dtype}; the demo feeds float32, float16 or uint8 images",
+            raise DemoError(f"input '{tensor.name}' has dtype {dtype}; the demo feeds float32, float16 or uint8 images",
                             where=where, hint="use a float or uint8-input artifact of the model")
-        folded = bool(pre.get("folded"))
-        # folded: the artifact takes raw pixels (input_value_range, input_color_order) and the
-        # source's normalisation runs inside it; color_order/mean/std then describe the source
-        color = str(pre.get("input_color_order", "RGB") if folded else pre.get("color_order", "RGB")).upper()
-        if color not in ("RGB", "BGR"):
-            raise DemoError(f"colour order {color} is not RGB or BGR", where=where)
+        try:
+            spec = Preprocess.for_input(shape, dtype, tensor.layout, pre, task)
+        except UsageError as e:
+            raise DemoError(e.message, where=where,
+                            hint=e.hint or "convert the model with `edgekit convert` so its bundle records the layout") \
+                from None
+        if spec.layout not in ("NCHW", "NHWC"):
+            raise DemoError(f"input layout {spec.layout} is not an image layout (NCHW or NHWC)", where=where)
+        if spec.channels != 3:
+            raise DemoError(f"the demo feeds colour frames (3 channels); input '{tensor.name}' has {spec.channels}",
+                            where=where)
+        if spec.color_order not in ("RGB", "BGR"):
+            raise DemoError(f"colour order {spec.color_order} is not RGB or BGR", where=where)
         if dtype == "uint8":
-            return cls(spec.name, size, layout, color, dtype, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
-        if folded:
-            lo, hi = (float(v) for v in pre.get("input_value_range", (0.0, 255.0)))
-            mean, std = np.zeros(3), np.ones(3)
-        else:
-            lo, hi = (float(v) for v in pre.get("value_range", (0.0, 1.0)))
-            mean = np.broadcast_to(np.asarray(pre.get("mean") or 0.0, np.float64), (3,))
-            std = np.broadcast_to(np.asarray(pre.get("std") or 1.0, np.float64), (3,))
-        if np.any(std == 0) or hi == lo:
-            raise DemoError("manifest preprocess has a zero std or an empty value_range", where=where)
-        # x = ((p / 255) * (hi - lo) + lo - mean) / std  ==  (p - offset) * scale
-        scale = (hi - lo) / (255.0 * std)
-        offset = (mean - lo) / std / scale
-        return cls(spec.name, size, layout, color, dtype, tuple(map(float, scale)), tuple(map(float, offset)))
+            return cls(tensor.name, spec, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+        try:
+            a, b = spec.affine()
+        except UsageError as e:
+            raise DemoError(e.message, where=where, hint=e.hint) from None
+        return cls(tensor.name, spec, tuple(map(float, a)), tuple(map(float, -b / a)))
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) the model takes; None: any (dynamic H and W)."""
+        return None if self.spec.size is None else (self.spec.size[1], self.spec.size[0])
+
+    @property
+    def layout(self) -> str:
+        return self.spec.layout
+
+    @property
+    def color_order(self) -> str:
+        return self.spec.color_order
+
+    @property
+    def dtype(self) -> str:
+        return self.spec.dtype
 
     def target_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
         return self.size or frame_size
 
     def crop(self, frame: np.ndarray) -> np.ndarray:
-        """Centre crop of ``frame`` to the model's aspect ratio (a view, no copy)."""
-        if self.size is None:
+        """The part of ``frame`` the model sees (a view): the centre crop of the ``crop`` policy."""
+        if self.spec.size is None or self.spec.policy != "crop":
             return frame
-        fh, fw = frame.shape[:2]
-        tw, th = self.size
-        if fw * th > tw * fh:  # frame wider than the model: trim the sides
-            cw = max(1, round(fh * tw / th))
-            x0 = (fw - cw) // 2
-            return frame[:, x0:x0 + cw]
-        ch = max(1, round(fw * th / tw))
-        y0 = (fh - ch) // 2
-        return frame[y0:y0 + ch]
+        y0, x0, h, w = crop_box(frame.shape[0], frame.shape[1], *self.spec.size)
+        return frame[y0:y0 + h, x0:x0 + w]
 
     def low_res(self, frame: np.ndarray) -> np.ndarray:
-        """The frame as the model sees it: cropped to its aspect and resized to its input size."""
-        cv = cv2()
-        img = self.crop(frame)
-        size = self.target_size((img.shape[1], img.shape[0]))
-        if (img.shape[1], img.shape[0]) != size:
-            shrink = img.shape[1] > size[0]
-            img = cv.resize(img, size, interpolation=cv.INTER_AREA if shrink else cv.INTER_LINEAR)
-        return np.ascontiguousarray(img)
+        """The frame as the model sees it, at its input size (the spec's geometry)."""
+        return np.ascontiguousarray(self.spec.geometry(frame)[0])
 
     def __call__(self, low_res_bgr: np.ndarray) -> np.ndarray:
         """Tensor for an image already at the model's size (see :meth:`low_res`)."""
@@ -166,7 +151,7 @@ class Preprocess:
         return np.ascontiguousarray(x[None])
 
 
-def _blob_params(cv: Any, pre: Preprocess) -> Any:
+def _blob_params(cv: Any, pre: FramePreprocess) -> Any:
     """``cv2.dnn.Image2BlobParams`` for ``pre`` (OpenCV >= 4.8), or None when this OpenCV lacks it."""
     if not hasattr(cv.dnn, "blobFromImageWithParams"):
         return None
@@ -178,18 +163,6 @@ def _blob_params(cv: Any, pre: Preprocess) -> Any:
     p.ddepth = cv.CV_32F
     p.datalayout = layouts.DNN_LAYOUT_NCHW if pre.layout == "NCHW" else layouts.DNN_LAYOUT_NHWC
     return p
-
-
-def _guess_layout(shape: Sequence[Any], where: str) -> str:
-    """For a bare model file without layout metadata: the axis holding 3 channels."""
-    if shape[1] == 3 and shape[3] != 3:
-        return "NCHW"
-    if shape[3] == 3 and shape[1] != 3:
-        return "NHWC"
-    if shape[1] == 3:
-        return "NCHW"
-    raise DemoError(f"cannot tell the layout of input shape {list(shape)}", where=where,
-                    hint="convert the model with `edgekit convert` so its bundle records the layout")
 
 
 def _to_bgr_u8(y: np.ndarray, layout: str, color_order: str, value_range: tuple[float, float]) -> np.ndarray:
@@ -238,8 +211,10 @@ class _Task:
         if len(session.inputs) != 1:
             raise DemoError(f"the demo feeds one image, this model takes {len(session.inputs)} inputs", where=self.where)
         self.pre_cfg = dict(self.manifest.preprocess) if self.manifest is not None else {}
-        self.pre = Preprocess.from_manifest(session.inputs[0], self.pre_cfg if self.manifest is not None else None,
-                                            self.where)
+        task = self.manifest.task if self.manifest is not None and self.manifest.task != "other" else \
+            TASK_NAMES.get(self.kind)  # a bare model file: the demo task says what it is
+        self.pre = FramePreprocess.from_manifest(session.inputs[0], self.pre_cfg if self.manifest is not None else None,
+                                                 self.where, task)
         path = getattr(session, "path", None)
         self.model_name = model_name or (self.manifest.name if self.manifest is not None else None) \
             or (path.stem if hasattr(path, "stem") else "model")

@@ -73,7 +73,8 @@ def register(app: typer.Typer) -> None:
 def read_feed(path: Path, session: Any, preprocess: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
     """Arrays for every input of ``session`` from a .npy, .npz or image file (not cast or reshaped:
     a wrong name, shape or dtype is reported by the session)."""
-    from edgekit.imageio import image_to_tensor, is_image_path, read_image
+    from edgekit.imageio import is_image_path, read_image
+    from edgekit.preprocess import Preprocess
 
     from edgekit._fs import regular_file
 
@@ -99,8 +100,11 @@ def read_feed(path: Path, session: Any, preprocess: dict[str, Any]) -> tuple[dic
                             where=path, hint="pass a .npz with one array per input name")
         spec = session.inputs[0]
         img = read_image(path)
+        manifest = getattr(session, "manifest", None)
         try:
-            x, notes = image_to_tensor(img, tuple(spec.shape), spec.dtype, spec.layout, preprocess)
+            pre = Preprocess.for_input(tuple(spec.shape), spec.dtype, spec.layout, preprocess,
+                                       manifest.task if manifest is not None else None)
+            x, notes = pre.to_tensor(img)
         except UsageError as e:
             raise FeedError(f"input '{spec.name}': {e.message}", where=path, hint=e.hint) from None
         if not preprocess:
@@ -131,7 +135,8 @@ def default_output(input_path: Path, n_outputs: int) -> Path:
 def save_outputs(outputs: dict[str, np.ndarray], path: Path, specs: dict[str, Any], preprocess: dict[str, Any],
                  notes: list[str]) -> Path:
     """Write outputs atomically: .npy (exactly one output), .npz (all), or an image of the image-like output."""
-    from edgekit.imageio import image_layout, is_image_path, tensor_to_image, write_image
+    from edgekit.imageio import is_image_path, write_image
+    from edgekit.preprocess import Preprocess, image_layout
 
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -153,7 +158,7 @@ def save_outputs(outputs: dict[str, np.ndarray], path: Path, specs: dict[str, An
         name = candidates[0]
         if len(candidates) > 1:
             notes.append(f"wrote output '{name}' as the image (other image-like outputs: {', '.join(candidates[1:])})")
-        write_image(path, tensor_to_image(outputs[name], layouts[name], preprocess))
+        write_image(path, Preprocess.for_output(preprocess).from_tensor(outputs[name], layouts[name]))
         return path
     raise UsageError(f"unknown output file type '{path.suffix or '(none)'}'", where=path,
                      hint="use .npy, .npz or an image suffix (.png, .jpg)")

@@ -9,7 +9,7 @@ import pytest
 from numeric import THREADS, Bound, assert_close
 
 import edgekit
-from edgekit.apps.camera.tasks import Preprocess, make_task
+from edgekit.apps.camera.tasks import FramePreprocess as Preprocess, make_task
 from edgekit.errors import DemoError
 from edgekit.runtimes.base import TensorSpec
 
@@ -53,7 +53,7 @@ def test_blob_matches_the_step_by_step_reference(layout, pre):
 
 
 def test_crop_keeps_the_model_aspect():
-    p = Preprocess.from_manifest(TensorSpec("x", (1, 3, 64, 64), "float32", "NCHW"), {})
+    p = Preprocess.from_manifest(TensorSpec("x", (1, 3, 64, 64), "float32", "NCHW"), {}, task="classify")
     frame = np.zeros((240, 320, 3), np.uint8)
     frame[:, 40:280] = 255  # the centre 240x240 square
     low = p.low_res(frame)

@@ -86,5 +86,10 @@ def test_non_empty_out_needs_force(tmp_path):
     (out / "x").write_text("x")
     r = _run(f"{USER}:tiny_conv", "--to", "onnx", "--out", str(out))
     assert r.exit_code == 2 and "--force" in _error_line(r)
+    # --force replaces an edgekit bundle, never a file edgekit did not write
     r = _run(f"{USER}:tiny_conv", "--to", "onnx", "--out", str(out), "--force", "-q", "--bench-runs", "0")
-    assert r.exit_code == 0 and (out / "model.onnx").is_file() and not (out / "x").exists()
+    assert r.exit_code == 2 and "'x', which edgekit did not write" in _error_line(r) and (out / "x").exists()
+    (out / "x").unlink()
+    for _ in range(2):  # into the now empty folder, then over the bundle it holds
+        r = _run(f"{USER}:tiny_conv", "--to", "onnx", "--out", str(out), "--force", "-q", "--bench-runs", "0")
+        assert r.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["edgekit.json", "model.onnx"]
