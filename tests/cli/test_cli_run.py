@@ -84,13 +84,14 @@ def _resize_weights(n_in: int, n_out: int, area: bool) -> np.ndarray:
 
 
 def _reference_preprocess(img: np.ndarray, size: int, mean, std) -> tuple[np.ndarray, float]:
-    """Independent of edgekit.imageio, in float64: what imageio's docstring and the manifest say.
-    Shrink (area averaging when OpenCV is there, as imageio does; else bilinear), round to 8 bits,
-    scale to [0, 1], (x - mean) / std, NCHW. Also returns how close any resampled value came to a
-    rounding boundary (x.5), where float32 noise in the resize could flip a pixel by one level."""
-    from edgekit import imageio
-
-    area = imageio._cv2() is not None  # which resize imageio uses is the only thing taken from it
+    """Independent of edgekit.preprocess, in float64: what its table says for a classifier.
+    Centre crop to the model's (square) aspect, shrink by area averaging, round to 8 bits, scale to
+    [0, 1], (x - mean) / std, NCHW. Also returns how close any resampled value came to a rounding
+    boundary (x.5), where float32 noise in the resize could flip a pixel by one level."""
+    h, w = img.shape[:2]
+    side = min(h, w)
+    img = img[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    area = size <= side
     wy, wx = _resize_weights(img.shape[0], size, area), _resize_weights(img.shape[1], size, area)
     resampled = np.einsum("ih,hwc,jw->ijc", wy, img.astype(np.float64), wx)
     margin = float(np.abs(np.abs(resampled - np.floor(resampled)) - 0.5).min())
@@ -134,14 +135,16 @@ def test_run_bundle_image_top5(cli, models, image_file):
 
 
 def test_run_image_in_image_out(cli, models, tmp_path, image_file):
-    from edgekit.imageio import read_image, resize
+    from edgekit.imageio import read_image
+    from edgekit.preprocess import resize
 
     out = tmp_path / "hr.png"
     s = _run_json(cli, models["sr_onnx"], "-i", image_file, "-o", out)
     assert s["outputs"][0]["shape"] == [1, 3, 16, 16]
     hr = read_image(out)
     assert hr.shape == (16, 16, 3)
-    # The same image through torch: resize to the 8x8 input, [0, 1] floats, NCHW.
+    # The same image through torch: a bare model file has no task, so the image is stretched to
+    # the 8x8 input (the table's default policy), [0, 1] floats, NCHW.
     x = (resize(read_image(image_file), 8, 8).astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
     ref = _torch_out(models.torch["sr"], np.ascontiguousarray(x))[0].transpose(1, 2, 0)
     expected = np.clip(np.rint(ref * 255), 0, 255)
