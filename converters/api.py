@@ -649,7 +649,7 @@ def _adopt_runtime_specs(art: Artifact, session: Any) -> None:
 def _adopt_coreml_specs(art: Artifact, path: Path) -> None:
     """Record the package's own interface: an image input stays ``uint8`` NCHW; a classifier's
     outputs are the label (``str``) and the probability dictionary (``dict``, keyed by label)."""
-    from edgekit.converters.exporters.coreml import spec_io
+    from edgekit.runtimes.coreml_spec import spec_io
 
     try:
         ins, outs = spec_io(path)

@@ -449,7 +449,7 @@ def check_coreml_spec(path: Path, input_shapes: Sequence[tuple[int, ...]], input
     it must load without compiling, take inputs of the source's names and shapes, and give
     outputs of the source's names and shapes (a classifier's outputs are the label and the
     probability dictionary)."""
-    from edgekit.converters.exporters.coreml import spec_io
+    from edgekit.runtimes.coreml_spec import spec_io
 
     try:
         ins, outs = spec_io(path)

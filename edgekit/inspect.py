@@ -2,9 +2,11 @@
 
 :func:`inspect_model` reads ``.onnx``, ``.ort`` and ``.tflite`` through the validating readers
 of :mod:`edgekit.runtimes.modelfile`, ``.mlpackage`` (and ``.mlmodel``) here, from the Core ML
-protobuf spec — on any host, since reading the spec needs no Core ML runtime — and a bundle
-folder through its manifest plus each artifact. For TFLite it also opens the model with LiteRT
-and reports how many ops XNNPACK took (``placement``), or says honestly that it cannot tell.
+protobuf spec as :mod:`edgekit.runtimes.coreml_spec` reads it — on any host, since reading the
+spec needs no Core ML runtime — and a bundle folder through its manifest plus each artifact. For
+TFLite it also opens the model with LiteRT and reports how many ops XNNPACK took
+(``placement``), or says honestly that it cannot tell. Every model also gets a short lint verdict
+for the generic-npu target (:func:`edgekit.lint.lint_summary`).
 
 The Core ML reader loads only the generated protobuf modules of ``coremltools`` (its
 ``proto`` folder, ~20 ms), not ``coremltools`` itself, which would import torch and its
@@ -20,27 +22,14 @@ Example::
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from edgekit.errors import EdgekitError, InvalidModelFile
+from edgekit.errors import EdgekitError
 
 __all__ = ["inspect_model", "inspect_bundle", "read_coreml"]
-
-# The spec inside an .mlpackage when Manifest.json does not say otherwise.
-_MLPACKAGE_SPEC = Path("Data") / "com.apple.CoreML" / "model.mlmodel"
-# Core ML ArrayFeatureType / MIL DataType names -> NumPy dtype names.
-_COREML_DTYPES = {
-    "FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "FLOAT64": "float64", "BFLOAT16": "bfloat16",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "UINT8": "uint8", "UINT16": "uint16",
-    "UINT32": "uint32", "UINT64": "uint64", "BOOL": "bool", "STRING": "str",
-}
 
 
 def inspect_model(path: str | os.PathLike, placement: bool = True) -> dict[str, Any]:
@@ -76,7 +65,7 @@ def inspect_model(path: str | os.PathLike, placement: bool = True) -> dict[str, 
 
 def _with_lint(info: dict[str, Any], path: Path) -> dict[str, Any]:
     """Add ``"lint"``: the model's verdict for the generic-npu target (see ``edgekit lint``)."""
-    from edgekit.converters.lint import lint_summary
+    from edgekit.lint import lint_summary
 
     summary = lint_summary(path, "generic-npu")
     if summary is not None:
@@ -141,10 +130,10 @@ def _manifest_layouts(info: dict[str, Any], artifact: Any) -> dict[str, Any]:
 
 def _tflite_placement(path: Path) -> dict[str, Any]:
     """Op placement reported by a LiteRT session, or why it is unknown."""
-    import edgekit
+    from edgekit.runtimes.registry import load
 
     try:
-        with edgekit.load(path, backend="litert", threads=1) as session:
+        with load(path, backend="litert", threads=1) as session:
             return _as_dict(session.placement)
     except EdgekitError as e:
         return {"op_counts": "unknown", "notes": [f"could not open with LiteRT: {e}"]}
@@ -154,97 +143,31 @@ def _tflite_placement(path: Path) -> dict[str, Any]:
 
 # -- Core ML ------------------------------------------------------------------------------------
 
-def _coreml_proto() -> ModuleType | None:
-    """coremltools' generated protobuf package, without importing coremltools (and torch) itself.
-
-    When coremltools is already imported its own ``coremltools.proto`` is used; otherwise its
-    ``proto`` folder is loaded as a private package (the modules import each other relatively).
-    None when coremltools is not installed.
-    """
-    if "coremltools" in sys.modules:
-        import coremltools.proto.Model_pb2  # noqa: F401  (already paid for)
-
-        return sys.modules["coremltools.proto"]
-    name = "_edgekit_coremltools_proto"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec("coremltools")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    proto_dir = Path(next(iter(spec.submodule_search_locations))) / "proto"
-    init = proto_dir / "__init__.py"
-    if not init.is_file():
-        return None
-    pspec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(proto_dir)])
-    if pspec is None or pspec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(pspec)
-    sys.modules[name] = module
-    try:
-        pspec.loader.exec_module(module)
-        importlib.import_module(f"{name}.Model_pb2")
-    except Exception:
-        sys.modules.pop(name, None)
-        raise
-    return module
-
-
-def _mlpackage_spec_path(pkg: Path) -> Path:
-    """The spec file of an .mlpackage, as its Manifest.json names it."""
-    manifest = pkg / "Manifest.json"
-    if not manifest.is_file():
-        raise InvalidModelFile(pkg, "an .mlpackage without Manifest.json", hint="re-save it with coremltools (model.save)")
-    from edgekit._fs import contained_path
-
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        root = data["itemInfoEntries"][data["rootModelIdentifier"]]["path"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
-        raise InvalidModelFile(manifest, f"unreadable .mlpackage manifest ({type(e).__name__}: {e})") from None
-    spec = contained_path(pkg / "Data", root, manifest, "the model spec's path")
-    if not spec.is_file():
-        fallback = pkg / _MLPACKAGE_SPEC
-        if not fallback.is_file():
-            raise InvalidModelFile(pkg, f"the model spec {spec.relative_to(pkg)} named by Manifest.json is missing")
-        spec = fallback
-    return spec
-
-
 def read_coreml(path: str | os.PathLike) -> dict[str, Any]:
     """Describe an ``.mlpackage`` folder or ``.mlmodel`` file from its protobuf spec."""
-    p = Path(path)
     from edgekit._fs import existing
+    from edgekit.runtimes import coreml_spec
 
+    p = Path(path)
     existing(p)
+    spec_path = coreml_spec.spec_file(p)
     if p.suffix.lower() == ".mlpackage":
-        if not p.is_dir():
-            raise InvalidModelFile(p, "an .mlpackage must be a folder", hint="re-save it with coremltools (model.save)")
-        spec_path = _mlpackage_spec_path(p)
         files = sorted(f for f in p.rglob("*") if f.is_file())
         size = sum(f.stat().st_size for f in files)
         external = [str(f.relative_to(p)) for f in files if f != spec_path and f.name != "Manifest.json"]
     else:
-        if p.is_dir():
-            raise InvalidModelFile(p, "is a folder, not an .mlmodel file")
-        spec_path, size, external = p, p.stat().st_size, []
+        size, external = p.stat().st_size, []
     info: dict[str, Any] = {
         "path": str(p), "format": "coreml", "size_bytes": size, "inputs": [], "outputs": [],
         "op_histogram": {}, "num_ops": 0, "max_rank": None, "tensor_ranks": {}, "tensor_dtypes": {},
         "external_files": external, "extra": {},
     }
-    proto = _coreml_proto()
+    proto = coreml_spec.protobuf()
     if proto is None:
         info["extra"]["note"] = ("coremltools is not installed, so the Core ML spec was not parsed (inputs, outputs, "
                                  "ops unknown); install it with: pip install 'edgekit[coreml]'")
         return info
-    model = proto.Model_pb2.Model()
-    try:
-        raw = spec_path.read_bytes()
-        model.ParseFromString(raw)
-    except Exception as e:  # google.protobuf.message.DecodeError and friends
-        raise InvalidModelFile(spec_path, f"not a Core ML model spec ({type(e).__name__}: {e})") from None
-    if not raw or model.specificationVersion == 0:
-        raise InvalidModelFile(spec_path, "not a Core ML model spec (no specificationVersion)")
+    model = coreml_spec.parse_spec(spec_path, proto)
 
     model_type = model.WhichOneof("Type")
     desc = model.description
@@ -284,27 +207,14 @@ def read_coreml(path: str | os.PathLike) -> dict[str, Any]:
 
 def _feature(f: Any) -> dict[str, Any]:
     """A Core ML FeatureDescription as a tensor dict."""
-    kind = f.type.WhichOneof("Type")
-    if kind == "multiArrayType":
-        arr = f.type.multiArrayType
-        dtype = _COREML_DTYPES.get(type(arr).ArrayDataType.Name(arr.dataType), "unknown")
-        shape: list[Any] = list(arr.shape)
-        which = arr.WhichOneof("ShapeFlexibility")
-        if which == "shapeRange":
-            shape = [r.lowerBound if r.lowerBound == r.upperBound else
-                     f"{r.lowerBound}..{'' if r.upperBound < 0 else r.upperBound}" for r in arr.shapeRange.sizeRanges]
-        elif which == "enumeratedShapes" and not shape and arr.enumeratedShapes.shapes:
-            shape = list(arr.enumeratedShapes.shapes[0].shape)
-        return {"name": f.name, "shape": shape, "dtype": dtype, "layout": None}
-    if kind == "imageType":
-        img = f.type.imageType
-        colour = type(img).ColorSpace.Name(img.colorSpace)
-        channels = 1 if colour.startswith("GRAYSCALE") else 3
-        return {"name": f.name, "shape": [1, channels, img.height, img.width], "dtype": "uint8", "layout": "NCHW",
-                "image": colour}
-    if kind == "dictionaryType":
-        return {"name": f.name, "shape": None, "dtype": "dict", "layout": None}
-    return {"name": f.name, "shape": None, "dtype": kind or "unknown", "layout": None}
+    from edgekit.runtimes.coreml_spec import feature
+
+    x = feature(f)
+    if x.kind == "tensor":
+        return {"name": x.name, "shape": list(x.flexible or x.shape), "dtype": x.dtype, "layout": None}
+    if x.kind == "image":
+        return {"name": x.name, "shape": list(x.shape), "dtype": x.dtype, "layout": "NCHW", "image": x.color_space}
+    return {"name": x.name, "shape": None, "dtype": x.dtype, "layout": None}
 
 
 def _count_ops(model: Any, hist: dict[str, int], ranks: list[int], dtypes: list[str]) -> int:
@@ -347,13 +257,14 @@ def _count_block(block: Any, hist: dict[str, int], ranks: list[int], dtypes: lis
 
 
 def _tensor_type(value_type: Any, ranks: list[int], dtypes: list[str]) -> None:
+    from edgekit.runtimes.coreml_spec import mil_type
+
     if value_type.WhichOneof("type") != "tensorType":
         return
-    t = value_type.tensorType
-    if t.rank >= 0:
-        ranks.append(t.rank)
-    name = type(t).DESCRIPTOR.fields_by_name["dataType"].enum_type.values_by_number.get(t.dataType)
-    dtypes.append(_COREML_DTYPES.get(name.name, name.name.lower()) if name else "unknown")
+    shape, dtype = mil_type(value_type)
+    if shape is not None:
+        ranks.append(len(shape))
+    dtypes.append(dtype)
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgekit.errors import BackendUnavailable, InvalidModelFile, MissingDependency, UsageError
 from edgekit.runtimes.base import Placement, Session, Stopwatch, TensorSpec
+from edgekit.runtimes.coreml_spec import feature
 from edgekit.runtimes.host import is_macos
 
 __all__ = ["FORMATS", "available", "open_session", "CoreMLSession"]
@@ -31,8 +32,6 @@ __all__ = ["FORMATS", "available", "open_session", "CoreMLSession"]
 FORMATS = ("coreml",)
 _UNITS = {"auto": "ALL", "all": "ALL", "cpu": "CPU_ONLY", "none": "CPU_ONLY", "gpu": "CPU_AND_GPU",
           "ane": "CPU_AND_NE", "npu": "CPU_AND_NE", "neural_engine": "CPU_AND_NE"}
-# Core ML ArrayFeatureType.ArrayDataType -> NumPy dtype names.
-_ARRAY_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "int32", 131080: "int8"}
 
 
 def available() -> str | None:
@@ -99,15 +98,14 @@ class CoreMLSession(Session):
         self._model = None
 
 
-def _spec(feature: Any) -> TensorSpec:
-    kind = feature.type.WhichOneof("Type")
-    if kind == "multiArrayType":
-        t = feature.type.multiArrayType
-        return TensorSpec(feature.name, tuple(int(d) for d in t.shape), _ARRAY_DTYPES.get(t.dataType, "float32"))
-    if kind == "imageType":
-        t = feature.type.imageType
-        return TensorSpec(feature.name, (1, int(t.height), int(t.width)), "image", None)
-    return TensorSpec(feature.name, (), kind or "unknown")
+def _spec(description: Any) -> TensorSpec:
+    """A model input or output as the session feeds it (an image: (1, H, W), fed as an image)."""
+    f = feature(description)
+    if f.kind == "tensor":  # an unset data type is fed as float32
+        return TensorSpec(f.name, f.shape, f.dtype if f.dtype != "unknown" else "float32")
+    if f.kind == "image":
+        return TensorSpec(f.name, (1, *f.shape[2:]), "image", None)
+    return TensorSpec(f.name, (), f.dtype)
 
 
 def _compute_plan_counts(model: Any, compute_units: Any) -> dict[str, int]:

@@ -131,15 +131,15 @@ def read_model(path: str | os.PathLike, format: str | None = None) -> ModelInfo:
                 raise InvalidModelFile(p, f"named .{fmt} but it is {what}",
                                        hint="rename it to its real suffix, or pass the right file")
             if fmt == "tflite":
-                from edgekit.runtimes._tflite_file import read_tflite
+                from edgekit.runtimes.tflite_file import read_tflite
 
                 fields = read_tflite(p, data)
             elif fmt == "onnx":
-                from edgekit.runtimes._onnx_file import read_onnx
+                from edgekit.runtimes.onnx_file import read_onnx
 
                 fields = read_onnx(p, data)
             else:
-                from edgekit.runtimes._onnx_file import read_ort
+                from edgekit.runtimes.onnx_file import read_ort
 
                 fields = read_ort(p, data)
     except Malformed as e:
@@ -159,7 +159,7 @@ def read_model(path: str | os.PathLike, format: str | None = None) -> ModelInfo:
 def _really_onnx(p: Path) -> str | None:
     """A short description when ``p`` parses as an ONNX model (a file with the wrong suffix),
     else None. ONNX has no magic number, so only a full parse can tell."""
-    from edgekit.runtimes._onnx_file import read_onnx
+    from edgekit.runtimes.onnx_file import read_onnx
 
     try:
         with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import debug_enabled, BackendUnavailable, EdgekitError, InvalidModelFile, UsageError
+from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError, debug_enabled, first_line
 from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.modelfile import read_model
 
-__all__ = ["FORMATS", "available", "open_session", "OrtSession", "execution_provider"]
+__all__ = ["FORMATS", "available", "open_session", "OrtSession", "execution_provider", "infer_types"]
 
 FORMATS = ("onnx", "ort")
 CPU_EP = "CPUExecutionProvider"
@@ -175,6 +175,47 @@ def _spec(arg: Any) -> TensorSpec:
         dtype = t
     shape = tuple(d if isinstance(d, (int, str)) else None for d in (arg.shape or ()))
     return TensorSpec(arg.name, shape, dtype)
+
+
+def infer_types(data: Any, keep_elements: int = 64) -> dict[str, Any]:
+    """The dtype and shape onnxruntime's shape inference (the ONNX inference functions, run when
+    it loads a model) gives every node output of the main graph of the ONNX model ``data``
+    (bytes or an ``mmap`` of a file :func:`~edgekit.runtimes.modelfile.read_model` validated),
+    as :class:`~edgekit.runtimes.onnx_file.OnnxValue` by name. Nothing runs and no weight loads
+    (:func:`~edgekit.runtimes.onnx_file.shape_probe`); a second load with ``Shape`` probes tells
+    scalars from tensors of unknown rank, which onnxruntime reports alike. Raises
+    :class:`~edgekit.errors.EdgekitError` when onnxruntime cannot load the graph (an op it does
+    not know, an invalid node)."""
+    from edgekit.runtimes.onnx_file import RANK_PROBE, OnnxValue, shape_probe
+
+    def outputs(rank_of: tuple[str, ...] = ()) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every node as written
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.log_severity_level = 0 if debug_enabled() else 4
+        ort.set_default_logger_severity(0 if debug_enabled() else 4)
+        try:
+            sess = ort.InferenceSession(shape_probe(data, keep_elements, rank_of), so, providers=[CPU_EP])
+        except Exception as e:  # ORT raises its own pybind exception types
+            raise EdgekitError(f"onnxruntime cannot load the graph: {first_line(e)}") from None
+        return {a.name: a for a in sess.get_outputs()}
+
+    args = outputs()
+    types = {}
+    for name, arg in args.items():
+        spec = _spec(arg)
+        tensor = arg.type.startswith("tensor(")
+        types[name] = OnnxValue(name, spec.dtype if tensor else "onnx_type_0", spec.shape if tensor else None)
+    ambiguous = tuple(n for n, v in types.items() if v.shape == ())
+    if ambiguous:  # a scalar, or a tensor whose rank is unknown: the length of its Shape tells
+        probes = outputs(ambiguous)
+        for name in ambiguous:
+            rank = (probes[RANK_PROBE + name].shape or [None])[0]
+            if not isinstance(rank, int) or rank != 0:
+                types[name].shape = None
+    return types
 
 
 def _profile_counts(profile_file: str) -> dict[str, int]:

@@ -12,8 +12,8 @@ gets a ``ClassifierConfig`` with the card's labels, which is what Xcode and Visi
 ``fp16`` sets FLOAT16. The deployment target is iOS 16 / macOS 13 (ML programs with float32
 compute and image inputs of any size).
 
-Prediction needs macOS; on other hosts the saved package is re-opened without compiling
-(``skip_model_load=True``) and its interface checked by verification.
+Prediction needs macOS; on other hosts verification checks the saved package's interface
+from its spec (:func:`edgekit.runtimes.coreml_spec.spec_io`).
 
 Example::
 
@@ -26,7 +26,7 @@ import logging
 
 from edgekit.converters.exporters import ExportRequest, ExportResult, export_failure, tool_output
 
-__all__ = ["export", "spec_io"]
+__all__ = ["export"]
 
 DEPLOYMENT_TARGET = "iOS16"
 
@@ -77,36 +77,3 @@ def export(request: ExportRequest) -> ExportResult:
     if request.precision == "fp16":
         notes.append("float16 compute (compute_precision=FLOAT16); float32 inputs and outputs")
     return ExportResult(request.dest, passes=passes, notes=notes, extra=extra)
-
-
-def spec_io(path) -> tuple[list[dict], list[dict]]:
-    """Inputs and outputs of a saved ``.mlpackage`` read from its spec (works on any host):
-    ``[{"name", "shape", "dtype", "kind"}]`` with ``kind`` one of tensor / image / dictionary /
-    string."""
-    import coremltools as ct
-
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    with tool_output():
-        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
-    return [_feature(f) for f in spec.description.input], [_feature(f) for f in spec.description.output]
-
-
-_ARRAY_DTYPES = {65568: "float32", 65552: "float16", 131104: "int32", 65600: "float64"}
-
-
-def _feature(f) -> dict:
-    t = f.type
-    which = t.WhichOneof("Type")
-    if which == "multiArrayType":
-        shape = list(t.multiArrayType.shape)
-        return {"name": f.name, "shape": shape, "dtype": _ARRAY_DTYPES.get(t.multiArrayType.dataType, "unknown"),
-                "kind": "tensor"}
-    if which == "imageType":
-        it = t.imageType
-        channels = 1 if it.colorSpace == 10 else 3  # GRAYSCALE = 10
-        return {"name": f.name, "shape": [1, channels, int(it.height), int(it.width)], "dtype": "uint8", "kind": "image"}
-    if which == "dictionaryType":
-        return {"name": f.name, "shape": [], "dtype": "dict", "kind": "dictionary"}
-    if which == "stringType":
-        return {"name": f.name, "shape": [], "dtype": "str", "kind": "string"}
-    return {"name": f.name, "shape": [], "dtype": str(which), "kind": str(which)}

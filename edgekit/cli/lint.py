@@ -1,4 +1,4 @@
-"""`edgekit lint MODEL --target NAME`: a shell over :func:`edgekit.converters.lint.lint`.
+"""`edgekit lint MODEL --target NAME`: a shell over :func:`edgekit.lint.lint`.
 
 Prints every finding, grouped by rule (and op type), each with where it is, what is wrong,
 why it matters on the accelerator and the pass that fixes it; then one summary line. Exit
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         if model is None:
             raise UsageError("missing MODEL", hint="usage: edgekit lint MODEL [--target NAME], or --list-targets")
         profile = load_target(target)
-        from edgekit.converters.lint import lint as run_lint
+        from edgekit.lint import lint as run_lint
 
         report = run_lint(model, profile)
         failed = not report.passed or (strict and report.warnings)

@@ -8,7 +8,7 @@ reason and the pass that removes them), the vendor documents the rules come from
 texts (why a rule matters, which pass removes which op) live in ``_defaults.toml``; a profile
 overrides them where its vendor says something more specific.
 
-:mod:`edgekit.converters.lint` checks a model against a profile; nothing here imports a
+:mod:`edgekit.lint` checks a model against a profile; nothing here imports a
 model library, so ``load_target`` is cheap and safe on a Raspberry Pi.
 
 A profile file (keys are validated on load; a typo is an error, not a silent no-op)::
@@ -67,7 +67,7 @@ DEFAULT_TARGET = "generic-npu"
 FORMATS = ("tflite", "onnx", "coreml")
 SEVERITIES = ("error", "warning")
 
-# Rule ids a finding can carry (see edgekit.converters.lint for what each checks).
+# Rule ids a finding can carry (see edgekit.lint for what each checks).
 RULES = (
     "format", "rank", "dynamic-shape", "dtype", "max-dim", "batch", "nonunit-dims", "layout",
     "op-not-supported", "op-forbidden", "op-constraint", "pixel-shuffle", "prelu-decomposed", "silu",

@@ -98,11 +98,12 @@ def test_mlpackage_reader_does_not_import_coremltools_or_torch(models):
 def test_inspect_mlpackage_without_coremltools(cli, models, monkeypatch):
     if "classifier_mlpackage" not in models.files:
         pytest.skip("coremltools not installed")
-    import edgekit.inspect as ins
+    from edgekit.runtimes import coreml_spec
 
-    monkeypatch.setattr(ins, "_coreml_proto", lambda: None)
+    monkeypatch.setattr(coreml_spec, "protobuf", lambda: None)
     info = _inspect_json(cli, models["classifier_mlpackage"])
     assert info["inputs"] == [] and "coremltools is not installed" in info["extra"]["note"]
+    assert "pip install 'edgekit[coreml]'" in info["lint"]["error"]  # lint says what to install, in one line
     result = cli("inspect", models["classifier_mlpackage"])
     assert result.exit_code == 0 and "pip install" in result.stdout
 

@@ -14,7 +14,7 @@ pytest.importorskip("ai_edge_quantizer")
 from numeric import THREADS, Bound, assert_close, assert_verified  # noqa: E402
 
 import edgekit  # noqa: E402
-from edgekit.converters.lint import lint  # noqa: E402
+from edgekit.lint import lint  # noqa: E402
 from edgekit.converters.verify import tolerance_for  # noqa: E402
 from edgekit.errors import UsageError  # noqa: E402
 from edgekit.runtimes.modelfile import read_model  # noqa: E402

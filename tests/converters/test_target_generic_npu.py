@@ -21,7 +21,7 @@ from numeric import assert_verified  # noqa: E402
 
 from edgekit import zoo  # noqa: E402
 from edgekit.bundle import read_manifest  # noqa: E402
-from edgekit.converters.lint import lint  # noqa: E402
+from edgekit.lint import lint  # noqa: E402
 
 pytestmark = pytest.mark.numeric
 

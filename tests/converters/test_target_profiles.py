@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 
-from edgekit.converters.lint import lint  # noqa: E402
+from edgekit.lint import lint  # noqa: E402
 from edgekit.runtimes.modelfile import read_model  # noqa: E402
 
 SE = ("se_classifier", [(1, 3, 40, 56)])

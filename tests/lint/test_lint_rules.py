@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from numeric import THREADS, assert_close, fp32_bound
 
-from edgekit.converters.lint import lint, lint_graph
-from edgekit.converters.lint_readers import Graph, Op, Tensor, read_graph
+from edgekit.lint import lint, lint_graph
+from edgekit.lint.readers import Graph, Op, Tensor, read_graph
 from edgekit.errors import InvalidModelFile, ModelFileNotFound
 
 
@@ -246,7 +246,7 @@ def test_lint_needs_neither_torch_nor_coremltools(tflite_models, onnx_models, co
 
     code = (
         "import sys\n"
-        "from edgekit.converters.lint import lint\n"
+        "from edgekit.lint import lint\n"
         "for p in sys.argv[1:]:\n"
         "    lint(p)\n"
         "print(sorted(m for m in ('torch', 'coremltools', 'litert_torch', 'tensorflow') if m in sys.modules))\n"
@@ -287,7 +287,7 @@ def _one_op(op_type, attrs=None, x_shape=(1, 8, 8, 4), y_shape=(1, 8, 8, 4), inp
 def _violations(graph, constraints):
     from edgekit.targets import OpRule
 
-    from edgekit.converters.lint import _Context, _violations
+    from edgekit.lint import _Context, _violations
 
     op = graph.ops[0]
     return _violations(_Context(graph, None), op, OpRule(op.type, constraints))  # type: ignore[arg-type]

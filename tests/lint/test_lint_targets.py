@@ -102,7 +102,7 @@ def test_fix_table_keys_name_real_ops():
 
 
 def test_every_constraint_key_is_checked_by_lint():
-    from edgekit.converters import lint
+    from edgekit import lint
 
     source = inspect.getsource(lint._violations)
     missing = [k for k in CONSTRAINT_KEYS if f'"{k}"' not in source]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from edgekit.converters.lint import lint
-from edgekit.converters.lint_readers import read_graph
+from edgekit.lint import lint
+from edgekit.lint.readers import read_graph
 
 
 def test_litert_torch_video_decoder_fails_generic_npu_with_the_expected_findings(video_decoder_tflite):

@@ -92,7 +92,7 @@ def test_onnx_has_no_layout_transpose(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     import onnx
 
-    from edgekit.converters.lint import lint
+    from edgekit.lint import lint
 
     torch.manual_seed(0)
     model = PerFrameAttention(8).eval()

@@ -69,7 +69,7 @@ def test_negative(files, tmp_path):
 def test_generic_npu_sr_nets_have_no_relu_0_to_1(tmp_path):
     """QuickSRNet's Hardtanh(0, 1) activations: lint warnings before, none after the pipeline."""
     from edgekit.converters.api import convert
-    from edgekit.converters.lint import lint
+    from edgekit.lint import lint
 
     r = convert("quicksrnet_small_x2", formats="tflite", input_shapes=[(1, 3, 16, 16)], pretrained=True,
                 target="generic-npu", out=tmp_path / "b", bench_runs=0)

@@ -75,7 +75,7 @@ def main() -> None:
     import edgekit.runtimes.litert  # noqa: F401
     import edgekit.runtimes.onnxruntime  # noqa: F401
 
-    for mod in ("onnxruntime", "ai_edge_litert.interpreter", "onnx", "edgekit.converters.lint"):
+    for mod in ("onnxruntime", "ai_edge_litert.interpreter", "onnx", "edgekit.lint"):
         try:
             __import__(mod)
         except ImportError:

@@ -141,7 +141,7 @@ def _onnx_with_bad_raw_data_wire_type(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgekit.runtimes._onnx_file import _encode_varint
+    from edgekit.runtimes.onnx_file import _encode_varint
 
     w = numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
     g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
@@ -200,7 +200,7 @@ def test_inspect_of_a_2gb_onnx_made_of_a_doc_string_stays_small(tiny_bundle, tmp
     """The file: the bundle's model plus a 1.9 GB doc string (a sparse file: no disk used).
     ``edgekit inspect`` (with its lint summary) reads the structure only: its peak RSS is that of
     inspecting the model without the doc string, plus less than 64 MB."""
-    from edgekit.runtimes._onnx_file import _encode_varint
+    from edgekit.runtimes.onnx_file import _encode_varint
 
     src = (tiny_bundle / "model.onnx").read_bytes()
     small, big = tmp_path / "small.onnx", tmp_path / "big.onnx"

@@ -1,4 +1,4 @@
-"""Validate and summarise ONNX (protobuf) and ORT-format (flatbuffer) models without ``onnx``.
+"""Validate, summarise and read ONNX (protobuf) and ORT-format (flatbuffer) models without ``onnx``.
 
 ONNX: a small protobuf wire-format walker reads ``ModelProto`` → ``GraphProto`` (nodes,
 inputs, outputs, value_info, initializers, subgraphs of If/Loop/Scan) and checks what a
@@ -6,6 +6,11 @@ runtime would trust: well-formed varints and lengths, every length inside the fi
 with outputs, every node input produced somewhere in scope, initializer data of the size its
 dims need, and external-data files that exist beside the model and are long enough. Field
 numbers are those of ``onnx/onnx.proto``.
+
+The same walker reads the main graph op by op for ``edgekit lint`` (:func:`read_onnx_graph`:
+nodes with their attributes, declared tensor types, initializers with small values), writes a
+slim copy for readers that parse the whole message (:func:`slim_onnx`), and a copy that asks a
+runtime for the type of every tensor without loading a weight (:func:`shape_probe`).
 
 ORT format: the ``ORTM`` flatbuffer identifier, then ``InferenceSession.model.graph`` read
 with bounds checks for its inputs, outputs and node types (``onnxruntime/core/flatbuffers/
@@ -17,13 +22,15 @@ from __future__ import annotations
 import math
 import os
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgekit.runtimes._flatbuffer import Malformed, Table, file_identifier, root_table
 from edgekit.runtimes.base import TensorSpec
 
-__all__ = ["read_onnx", "read_ort", "slim_onnx", "ONNX_DTYPES"]
+__all__ = ["read_onnx", "read_ort", "slim_onnx", "read_onnx_graph", "shape_probe", "RANK_PROBE", "ONNX_DTYPES",
+           "OnnxGraph", "OnnxNode", "OnnxTensor", "OnnxValue"]
 
 # TensorProto.DataType -> NumPy dtype name (or a descriptive name where NumPy has none).
 ONNX_DTYPES = {
@@ -424,6 +431,328 @@ def _encode_varint(v: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
+
+
+# -- the main graph op by op (edgekit lint) ------------------------------------------------------
+
+@dataclass
+class OnnxValue:
+    """A ``ValueInfoProto``: ``shape`` is None when the type records no shape (rank unknown);
+    its dims are ints, ``dim_param`` names, or None. A value that is not a tensor has dtype
+    ``onnx_type_0`` and no shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...] | None
+
+
+@dataclass
+class OnnxTensor:
+    """An initializer or a tensor attribute: ``value`` holds the values (nested lists, or a
+    scalar) of a tensor of at most ``keep_elements`` elements stored in the file, else None."""
+
+    name: str
+    dims: tuple[int, ...]
+    dtype: str
+    external: bool = False
+    value: Any = None
+
+
+@dataclass
+class OnnxNode:
+    """A ``NodeProto``. ``attrs`` maps names to ints, floats, strings, lists of them, an
+    :class:`OnnxTensor` (tensor attributes), or None (graphs, type protos, sparse tensors)."""
+
+    name: str
+    op_type: str
+    domain: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OnnxGraph:
+    """The main graph of a model (subgraphs of If/Loop/Scan are not unfolded)."""
+
+    nodes: list[OnnxNode]
+    initializers: list[OnnxTensor]
+    inputs: list[OnnxValue]
+    outputs: list[OnnxValue]
+    value_info: list[OnnxValue]
+
+
+# TensorProto data types -> NumPy dtype strings for reading small values.
+_NP = {"float32": "<f4", "uint8": "u1", "int8": "i1", "uint16": "<u2", "int16": "<i2", "int32": "<i4",
+       "int64": "<i8", "bool": "?", "float16": "<f2", "float64": "<f8", "uint32": "<u4", "uint64": "<u8"}
+_ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_TENSOR, _ATTR_FLOATS, _ATTR_INTS, _ATTR_STRINGS = 1, 2, 3, 4, 6, 7, 8
+# AttributeProto field number -> the AttributeType it implies when ``type`` is absent.
+_ATTR_FIELD_TYPE = {2: _ATTR_FLOAT, 3: _ATTR_INT, 4: _ATTR_STRING, 5: _ATTR_TENSOR, 6: 5, 7: _ATTR_FLOATS,
+                    8: _ATTR_INTS, 9: _ATTR_STRINGS, 10: 9, 11: 10, 14: 13, 15: 14, 22: 11, 23: 12}
+
+
+def read_onnx_graph(data: Any, keep_elements: int = 64) -> OnnxGraph:
+    """The main graph of the ONNX model ``data`` (bytes or an ``mmap``), node by node, as
+    ``edgekit lint`` reads it. Call it on a file :func:`read_onnx` has validated: it assumes
+    a well-formed protobuf (and raises :class:`Malformed` where it is not)."""
+    graph_span = None
+    for f, wt, v in _fields(data, 0, len(data), "ModelProto"):
+        if f == 7:
+            graph_span = _sub(v, "graph")
+    if graph_span is None:
+        raise Malformed("not an ONNX model (no graph)")
+    nodes: list[OnnxNode] = []
+    inits: list[OnnxTensor] = []
+    ins: list[OnnxValue] = []
+    outs: list[OnnxValue] = []
+    infos: list[OnnxValue] = []
+    for f, wt, v in _fields(data, *graph_span, "GraphProto"):
+        if f == 1:
+            nodes.append(_node(data, _sub(v, "node"), keep_elements))
+        elif f == 5:
+            inits.append(_tensor(data, _sub(v, "initializer"), keep_elements))
+        elif f in (11, 12, 13):
+            (ins, outs, infos)[f - 11].append(_value(data, _sub(v, "value_info")))
+    return OnnxGraph(nodes, inits, ins, outs, infos)
+
+
+def _node(data: Any, span: tuple[int, int], keep: int) -> OnnxNode:
+    node = OnnxNode("", "", "", [], [])
+    for f, wt, v in _fields(data, *span, "NodeProto"):
+        if f == 1:
+            node.inputs.append(_str(data, v, "node input"))
+        elif f == 2:
+            node.outputs.append(_str(data, v, "node output"))
+        elif f == 3:
+            node.name = _str(data, v, "node name")
+        elif f == 4:
+            node.op_type = _str(data, v, "op_type")
+        elif f == 7:
+            node.domain = _str(data, v, "domain")
+        elif f == 5:
+            name, value = _attribute(data, _sub(v, "attribute"), keep)
+            node.attrs[name] = value
+    return node
+
+
+def _attribute(data: Any, span: tuple[int, int], keep: int) -> tuple[str, Any]:
+    name, kind = "", 0
+    seen: dict[int, list[tuple[int, Any]]] = {}
+    for f, wt, v in _fields(data, *span, "AttributeProto"):
+        if f == 1:
+            name = _str(data, v, "attribute name")
+        elif f == 20 and wt == _VARINT:
+            kind = v
+        else:
+            seen.setdefault(f, []).append((wt, v))
+    if not kind:
+        kind = next((_ATTR_FIELD_TYPE[f] for f in seen if f in _ATTR_FIELD_TYPE), 0)
+
+    def last(f: int) -> tuple[int, Any] | None:
+        return seen[f][-1] if f in seen else None
+
+    if kind == _ATTR_FLOAT:
+        x = last(2)
+        return name, _float32(x[1]) if x and x[0] == _I32 else 0.0
+    if kind == _ATTR_INT:
+        x = last(3)
+        return name, _signed(x[1]) if x and x[0] == _VARINT else 0
+    if kind == _ATTR_STRING:
+        x = last(4)
+        return name, bytes(data[x[1][0]:x[1][1]]).decode("utf-8", "replace") if x and x[0] == _LEN else ""
+    if kind == _ATTR_TENSOR:
+        x = last(5)
+        return name, _tensor(data, _sub(x[1], "attribute tensor"), keep) if x else None
+    if kind == _ATTR_FLOATS:
+        return name, [y for wt, v in seen.get(7, []) for y in _floats(data, wt, v)]
+    if kind == _ATTR_INTS:
+        return name, [y for wt, v in seen.get(8, []) for y in _ints(data, wt, v, "ints")]
+    if kind == _ATTR_STRINGS:
+        return name, [bytes(data[v[0]:v[1]]).decode("utf-8", "replace") for wt, v in seen.get(9, []) if wt == _LEN]
+    return name, None  # graphs, type protos, sparse tensors, lists of tensors
+
+
+def _float32(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<i", bits))[0]
+
+
+def _floats(data: Any, wt: int, value: Any) -> list[float]:
+    if wt == _I32:
+        return [_float32(value)]
+    if wt != _LEN:
+        raise Malformed("floats: expected 32-bit floats")
+    start, end = value
+    return list(struct.unpack_from(f"<{(end - start) // 4}f", data, start))
+
+
+def _tensor(data: Any, span: tuple[int, int], keep: int) -> OnnxTensor:
+    name, dims, code, location = "", [], 0, 0
+    raw = None
+    external = False
+    typed: dict[int, list[tuple[int, Any]]] = {}
+    for f, wt, v in _fields(data, *span, "TensorProto"):
+        if f == 1:
+            dims.extend(_ints(data, wt, v, "dims"))
+        elif f == 2 and wt == _VARINT:
+            code = v
+        elif f == 8:
+            name = _str(data, v, "tensor name")
+        elif f == 9 and wt == _LEN:
+            raw = v
+        elif f == 13:
+            external = True
+        elif f == 14 and wt == _VARINT:
+            location = v
+        elif f in (4, 5, 7, 10, 11):
+            typed.setdefault(f, []).append((wt, v))
+    dtype = ONNX_DTYPES.get(code, f"onnx_type_{code}")
+    t = OnnxTensor(name, tuple(dims), dtype, external=external or location == 1)
+    if not t.external and math.prod(dims) <= keep and dtype in _NP:
+        try:
+            t.value = _tensor_value(data, dtype, t.dims, raw, typed)
+        except (ValueError, struct.error):  # an odd tensor: its value is not needed
+            t.value = None
+    return t
+
+
+def _tensor_value(data: Any, dtype: str, dims: tuple[int, ...], raw: Any, typed: dict[int, list]) -> Any:
+    import numpy as np
+
+    if raw is not None:
+        arr = np.frombuffer(bytes(data[raw[0]:raw[1]]), dtype=_NP[dtype])
+    elif dtype == "float32":
+        arr = np.array([x for wt, v in typed.get(4, []) for x in _floats(data, wt, v)], dtype=np.float32)
+    elif dtype == "float64":
+        arr = np.array([x for wt, v in typed.get(10, []) for x in _doubles(data, wt, v)], dtype=np.float64)
+    elif dtype == "int64":
+        arr = np.array([x for wt, v in typed.get(7, []) for x in _ints(data, wt, v, "int64_data")], dtype=np.int64)
+    elif dtype in ("uint32", "uint64"):
+        arr = np.array([x & ((1 << 64) - 1) for wt, v in typed.get(11, []) for x in _ints(data, wt, v, "uint64_data")],
+                       dtype=np.uint64).astype(_NP[dtype])
+    else:  # int32_data holds int32, int16, int8, uint16, uint8, bool and float16 (as its bits)
+        ints = [x for wt, v in typed.get(5, []) for x in _ints(data, wt, v, "int32_data")]
+        if dtype == "float16":
+            arr = np.array(ints, dtype=np.int64).astype(np.uint16).view(np.float16)
+        else:
+            arr = np.array(ints, dtype=np.int64).astype(_NP[dtype])
+    return arr.reshape(dims).tolist()
+
+
+def _doubles(data: Any, wt: int, value: Any) -> list[float]:
+    if wt == _I64:
+        return [struct.unpack("<d", struct.pack("<q", value))[0]]
+    if wt != _LEN:
+        raise Malformed("double_data: expected 64-bit floats")
+    start, end = value
+    return list(struct.unpack_from(f"<{(end - start) // 8}d", data, start))
+
+
+def _value(data: Any, span: tuple[int, int]) -> OnnxValue:
+    name, dtype, shape = "", "onnx_type_0", None
+    for f, wt, v in _fields(data, *span, "ValueInfoProto"):
+        if f == 1:
+            name = _str(data, v, "value name")
+        elif f == 2:
+            for g, gwt, gv in _fields(data, *_sub(v, "type"), "TypeProto"):
+                if g != 1:  # only tensor_type: other kinds have no element type or shape here
+                    continue
+                elem, dims = 0, None
+                for h, hwt, hv in _fields(data, *_sub(gv, "tensor_type"), "TypeProto.Tensor"):
+                    if h == 1 and hwt == _VARINT:
+                        elem = hv
+                    elif h == 2:
+                        dims = [_dim(data, _sub(x, "dim")) for k, kwt, x in
+                                _fields(data, *_sub(hv, "shape"), "TensorShapeProto") if k == 1]
+                dtype, shape = ONNX_DTYPES.get(elem, f"onnx_type_{elem}"), None if dims is None else tuple(dims)
+    return OnnxValue(name, dtype, shape)
+
+
+def _dim(data: Any, span: tuple[int, int]) -> int | str | None:
+    for f, wt, v in _fields(data, *span, "Dimension"):
+        if f == 1 and wt == _VARINT:
+            return _signed(v)
+        if f == 2:
+            return _str(data, v, "dim_param")
+    return None
+
+
+# -- a copy that asks a runtime for every tensor's type --------------------------------------------
+RANK_PROBE = "edgekit.rank_of:"  # the output holding Shape(name) when a runtime is asked for a rank
+
+
+def shape_probe(data: Any, keep_elements: int = 64, rank_of: tuple[str, ...] = ()) -> bytes:
+    """A copy of the ONNX model ``data`` whose graph outputs are every node output of the main
+    graph, for a runtime to report the type and shape its shape inference gives each (without
+    running the model). Weights never load: an initializer of more than ``keep_elements``
+    elements, or with external data, becomes a graph input of its dtype and dims, and so does a
+    ``Constant`` node holding such a tensor; doc strings and metadata are dropped. For each name
+    in ``rank_of`` a ``Shape`` node adds the output ``RANK_PROBE + name``: its length is the
+    rank, which tells a scalar from a tensor of unknown rank (both report shape [])."""
+    out = bytearray()
+    graph = None
+    for f, wt, v in _fields(data, 0, len(data), "ModelProto"):
+        if f == 7:
+            graph = _sub(v, "graph")
+        elif f not in _DROP["model"]:
+            out += _raw_field(data, f, wt, v)
+    if graph is None:
+        raise Malformed("not an ONNX model (no graph)")
+    body = bytearray()
+    inputs, outputs = set(), set()
+    produced: list[str] = []
+    fields = list(_fields(data, *graph, "GraphProto"))
+    for f, wt, v in fields:
+        if f in (11, 12):
+            (inputs if f == 11 else outputs).add(_value(data, _sub(v, "value_info")).name)
+    for f, wt, v in fields:
+        if f == 1:
+            node = _node(data, v, keep_elements)
+            tensor = node.attrs.get("value") if node.op_type == "Constant" and node.domain in ("", "ai.onnx") else None
+            produced += [o for o in node.outputs if o]
+            if isinstance(tensor, OnnxTensor) and len(node.outputs) == 1 and                     (tensor.external or math.prod(tensor.dims) > keep_elements):
+                body += _len_field(11, _value_info(node.outputs[0], tensor))
+                continue
+            body += _len_field(1, _slim(data, *v, "node", 1 << 62, 0))
+        elif f == 5:
+            t = _tensor(data, v, 0)
+            if t.external or math.prod(t.dims) > keep_elements:
+                if t.name not in inputs:
+                    body += _len_field(11, _value_info(t.name, t))
+                    inputs.add(t.name)
+                continue
+            body += _len_field(5, _slim(data, *v, "tensor", keep_elements, 0))
+        elif f not in _DROP["graph"]:
+            body += _raw_field(data, f, wt, v)
+    for name in produced:
+        if name not in outputs and name not in inputs:
+            body += _len_field(12, _len_field(1, name.encode()))
+            outputs.add(name)
+    for name in rank_of:
+        probe = RANK_PROBE + name
+        body += _len_field(1, _len_field(1, name.encode()) + _len_field(2, probe.encode()) + _len_field(4, b"Shape"))
+        body += _len_field(12, _len_field(1, probe.encode()))
+    return bytes(out + _len_field(7, bytes(body)))
+
+
+def _value_info(name: str, t: OnnxTensor) -> bytes:
+    code = next((k for k, v in ONNX_DTYPES.items() if v == t.dtype), 0)
+    shape = b"".join(_len_field(1, _encode_varint(1 << 3) + _encode_varint(d)) for d in t.dims)
+    tensor_type = _encode_varint(1 << 3) + _encode_varint(code) + _len_field(2, shape)
+    return _len_field(1, name.encode()) + _len_field(2, _len_field(1, tensor_type))
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _encode_varint(number << 3 | _LEN) + _encode_varint(len(payload)) + payload
+
+
+def _raw_field(data: Any, number: int, wt: int, value: Any) -> bytes:
+    """A field as read by :func:`_fields`, encoded again (unchanged)."""
+    if wt == _LEN:
+        return _len_field(number, bytes(data[value[0]:value[1]]))
+    key = _encode_varint(number << 3 | wt)
+    if wt == _VARINT:
+        return key + _encode_varint(value & ((1 << 64) - 1))
+    return key + (struct.pack("<q", value) if wt == _I64 else struct.pack("<i", value))
 
 
 def read_onnx(path: Path, data: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """``edgekit lint``: check a model file against a target profile and report every violation.
 
 :func:`lint` reads a ``.tflite``, ``.onnx`` or ``.mlpackage`` from any tool (op by op, see
-:mod:`edgekit.converters.lint_readers`) and applies the rules of a target profile
+:mod:`edgekit.lint.readers`) and applies the rules of a target profile
 (:mod:`edgekit.targets`). The rules are generic; everything target-specific (ranks, dtypes,
 op tables, constraints, reasons, fixes) is profile data. Each :class:`Finding` says where the
 problem is (op type and index or node name, tensor), which rule it breaks, why that matters on
@@ -47,7 +47,7 @@ from math import prod
 from pathlib import Path
 from typing import Any, Iterable
 
-from edgekit.converters.lint_readers import Graph, Op, Tensor, read_graph
+from edgekit.lint.readers import Graph, Op, Tensor, flat, read_graph
 from edgekit.targets import DEFAULT_TARGET, OpRule, TargetProfile, load_target
 
 __all__ = ["Finding", "LintReport", "lint", "lint_graph", "lint_summary"]
@@ -475,15 +475,9 @@ def _relu_of_negation(graph: Graph, t: Tensor) -> tuple[list[Op], str] | None:
     if p.type == "MUL" and p.attrs.get("fused_activation") == "RELU" and len(p.inputs) == 2:
         for x, k in ((p.inputs[0], p.inputs[1]), (p.inputs[1], p.inputs[0])):
             if x is not None and k is not None and k.const and k.value is not None \
-                    and all(v == -1 for v in _flat_values(k.value)):
+                    and all(v == -1 for v in flat(k.value)):
                 return [p], x.key
     return None
-
-
-def _flat_values(value: Any) -> list[Any]:
-    if isinstance(value, list):
-        return [x for v in value for x in _flat_values(v)]
-    return [value]
 
 
 def _silu_patterns(graph: Graph) -> list[tuple[Op, Op]]:
@@ -784,9 +778,9 @@ def _resize_factor_violation(x: Tensor, y: Tensor, factors: list[int], layout: s
 
 def lint_summary(path: str | os.PathLike, target: str = DEFAULT_TARGET) -> dict[str, Any] | None:
     """A short lint verdict for ``edgekit inspect``: ``{"target", "passed", "errors", "warnings",
-    "by_rule", "fix_passes"}``, ``{"target", "error"}`` when the file cannot be linted (e.g. no
-    ``onnx`` package), or None for formats lint does not read (``.ort``)."""
-    from edgekit.converters.lint_readers import LINT_FORMATS
+    "by_rule", "fix_passes"}``, ``{"target", "error"}`` when the file cannot be linted (e.g. a
+    Core ML model without coremltools), or None for formats lint does not read (``.ort``)."""
+    from edgekit.lint.readers import LINT_FORMATS
     from edgekit.errors import EdgekitError
 
     p = Path(path)
