@@ -41,7 +41,7 @@ from edgekit.bundle import Artifact, Manifest, sha256_file, staging_dir, write_m
 from edgekit.errors import ConversionError, EdgekitError, UsageError
 from edgekit.runtimes.base import TensorSpec
 
-__all__ = ["convert", "ConvertResult", "ArtifactStatus", "Event", "TOOLS", "tool_versions"]
+__all__ = ["convert", "ConvertResult", "ArtifactStatus", "Event", "TOOLS", "tool_versions", "metric_line"]
 
 TOOLS = ("edgekit", "torch", "onnx", "onnxscript", "onnx-ir", "onnxruntime", "ai-edge-litert", "litert-torch",
          "ai-edge-quantizer", "coremltools", "numpy")
@@ -305,7 +305,7 @@ def convert(
                 _verify(fmt, result, art, cap, fold, precision, st, bench_runs, shared)
                 secs = time.perf_counter() - t0
                 stage_seconds[f"verify:{fmt}"] = secs
-                report(Event("verify", {"passed": "done"}.get(st.status, st.status), fmt, st.reason or _metric_line(art), secs))
+                report(Event("verify", {"passed": "done"}.get(st.status, st.status), fmt, st.reason or metric_line(art), secs))
             else:
                 art.verification = {"status": "not-run", "reason": "verification disabled (--no-verify)"}
                 st.status, st.reason = "skipped", "verification disabled"
@@ -679,7 +679,9 @@ def _host_line(session: Any) -> str:
            f"{session.threads} thread(s)"
 
 
-def _metric_line(art: Artifact) -> str:
+def metric_line(art: Artifact) -> str:
+    """The artifact's verification in one line (``max abs 3e-06, 1-cos 1e-12, top-1 100%``), or
+    the reason it was not verified; ``edgekit convert`` prints it."""
     v = art.verification
     outs = v.get("outputs") or {}
     if not outs:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
-__all__ = ["import_onnx", "ImportedModel", "SUPPORTED_OPS"]
+__all__ = ["import_onnx", "ImportedModel", "SUPPORTED_OPS", "op_table"]
 
 
 @dataclass
@@ -117,17 +117,22 @@ def import_onnx(path_or_model: "str | os.PathLike | onnx.ModelProto",
     except ImportError:
         raise MissingDependency("torch", "importing an ONNX model into PyTorch", extra="convert") from None
     from edgekit.converters.onnx_import.builder import build_module
-    from edgekit.converters.onnx_import.ops import OPS
 
-    built = build_module(model, input_shapes, where, OPS)
+    built = build_module(model, input_shapes, where, op_table())
     return ImportedModel(module=built.module, example_inputs=built.example_inputs, input_names=built.input_names,
                          output_names=built.output_names, opset=built.opset, input_shapes=built.input_shapes)
+
+
+def op_table() -> dict[str, Any]:
+    """Every ONNX op type the importer converts, mapped to its converter (imports torch)."""
+    from edgekit.converters.onnx_import import ops, pool, resize  # noqa: F401  (each registers its converters)
+    from edgekit.converters.onnx_import.table import OPS
+
+    return OPS
 
 
 def __getattr__(name: str) -> Any:
     # SUPPORTED_OPS is computed on first use so that importing this package does not import torch.
     if name == "SUPPORTED_OPS":
-        from edgekit.converters.onnx_import.ops import OPS
-
-        return sorted(OPS)
+        return sorted(op_table())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from edgekit.converters.onnx_import.builder import Builder, Const, NodeError, Value
-from edgekit.converters.onnx_import.ops import onnx_pads, op, torch_pad_list
+from edgekit.converters.onnx_import.table import onnx_pads, op, torch_pad_list
 
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from edgekit.converters.onnx_import.builder import Builder, Const, NodeError, Value
-from edgekit.converters.onnx_import.ops import axis_of, op
+from edgekit.converters.onnx_import.table import axis_of, op
 
 f32 = np.float32
 

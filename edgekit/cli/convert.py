@@ -129,9 +129,9 @@ def _summary(result: Any) -> None:
         name = art.path if art else f"{st.format} (not written)"
         size = human_size(st.size_bytes) if st.size_bytes else "—"
         if st.status == "passed" and art is not None:
-            from edgekit.converters.api import _metric_line
+            from edgekit.converters.api import metric_line
 
-            verdict = f"[green]passed[/] {_escape(_metric_line(art))}"
+            verdict = f"[green]passed[/] {_escape(metric_line(art))}"
         elif st.status == "skipped":
             verdict = f"[yellow]skipped[/] {_escape(st.reason or '')}"
         else:

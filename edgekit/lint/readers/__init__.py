@@ -185,5 +185,3 @@ def flat(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [x for v in value for x in flat(v)]
     return [value]
-
-
