@@ -42,11 +42,11 @@ def export(request: ExportRequest) -> ExportResult:
             import coremltools as ct
             import numpy as np
 
-            from edgekit.converters.passes import _fx2d
+            from edgekit.converters.passes import _custom_ops
 
             # ops the rewrite passes emit (edgekit.depth_to_space) become the exact torch ops
-            _fx2d.register_coreml()
-            program = request.program.run_decompositions(_fx2d.coreml_decompositions())
+            _custom_ops.register_coreml()
+            program = request.program.run_decompositions(_custom_ops.coreml_decompositions())
             inputs = []
             for i, name in enumerate(request.input_names):
                 shape = tuple(request.kwargs[name].shape)

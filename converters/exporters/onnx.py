@@ -46,7 +46,7 @@ def export(request: ExportRequest) -> ExportResult:
             else:
                 import torch
 
-                from edgekit.converters.passes import _fx2d
+                from edgekit.converters.passes import _custom_ops
 
                 program = request.program_fp16 if request.precision == "fp16" else request.program
                 if program is None:
@@ -54,7 +54,7 @@ def export(request: ExportRequest) -> ExportResult:
                 onnx_program = torch.onnx.export(
                     program, (), kwargs=request.kwargs, dynamo=True, optimize=False, verbose=False,
                     input_names=request.input_names, output_names=request.output_names,
-                    custom_translation_table=_fx2d.onnx_translations(),  # ops the rewrite passes emit
+                    custom_translation_table=_custom_ops.onnx_translations(),  # ops the rewrite passes emit
                 )
                 model = onnx_program.model
                 if request.precision == "fp16":

@@ -39,9 +39,9 @@ def export(request: ExportRequest) -> ExportResult:
         try:
             import litert_torch
 
-            from edgekit.converters.passes import _fx2d
+            from edgekit.converters.passes import _custom_ops
 
-            _fx2d.register_litert()  # edgekit.depth_to_space → DEPTH_TO_SPACE (a rewrite may emit it)
+            _custom_ops.register_litert()  # edgekit.depth_to_space → DEPTH_TO_SPACE (a rewrite may emit it)
             module = request.program.module()
             module.training = False  # the unlifted module refuses .eval(); litert-torch only reads the flag
             if _takes_keywords(request.program):

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from edgekit.converters.passes import _fx, _fx2d
+from edgekit.converters.passes import _custom_ops, _fx
 
 __all__ = ["check", "rewrite", "matches"]
 
@@ -159,7 +159,7 @@ class _Rewriter(_fx.Retracer):
             bias = self.concrete(b) if b is not None else None
 
             def permuted(t: torch.Tensor) -> torch.Tensor:  # computed once, eagerly: a constant
-                return t[_fx2d.dcr_channel_perm(weight.shape[0], r)]
+                return t[_custom_ops.dcr_channel_perm(weight.shape[0], r)]
 
             w2 = self.const(f"{node.name}_w_dcr", lambda: permuted(weight))
             b2 = self.const(f"{node.name}_b_dcr", lambda: permuted(bias)) if bias is not None else None
@@ -168,13 +168,13 @@ class _Rewriter(_fx.Retracer):
         if node.name in self.shuffles:
             x = self.resolve(args[0])
             self.cache[("d2s input", node.name)] = x  # the interpreter frees it after this node
-            return None if node.name in self.absorbed else _fx2d.D2S(x, int(args[1]))
+            return None if node.name in self.absorbed else _custom_ops.D2S(x, int(args[1]))
         if node.name in self.absorbed:
             return None
         if node.name in self.gathers:
             parts = self.gathers[node.name]
             frames = [aten.slice.Tensor(self.cache[("d2s input", s.name)], 0, lo, hi) for s, lo, hi in parts]
-            return _fx2d.D2S(aten.cat.default(frames, 0), int(parts[0][0].args[1]))
+            return _custom_ops.D2S(aten.cat.default(frames, 0), int(parts[0][0].args[1]))
         return NotImplemented
 
 

@@ -12,7 +12,7 @@ After::
 
 The pass replaces ``aten.prelu(x, α)`` in the program by ``edgekit.prelu(x, α)`` — the same
 function, kept opaque so that no exporter decomposes it — and each exporter lowers that to its
-native op (see ``_fx2d``). Exact: ``prelu(x) = x if x ≥ 0 else α·x`` is computed by the same
+native op (see ``_custom_ops``). Exact: ``prelu(x) = x if x ≥ 0 else α·x`` is computed by the same
 formula (one multiply), where the split form computes ``relu(x) − α·relu(−x)`` (also exact,
 but four ops and three memory passes). PRELU is native on the TFLite GPU delegate, NNAPI,
 Hexagon and Ethos-U; docs/accelerators.md, rewrite 11. Stage ``program`` (the registry first
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from edgekit.converters.passes import _fx, _fx2d
+from edgekit.converters.passes import _custom_ops, _fx
 
 __all__ = ["check", "rewrite"]
 
@@ -54,7 +54,7 @@ class _Restorer(_fx.Retracer):
     def handle(self, node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
         if node.name in self.names:
             x, w = self.resolve(args)
-            return _fx2d.PRELU(x, w)
+            return _custom_ops.PRELU(x, w)
         return NotImplemented
 
 

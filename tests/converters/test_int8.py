@@ -89,7 +89,7 @@ def test_prepare_for_int8_is_exact(tmp_path, act):
     from edgekit.converters.passes import relu_0_to_1_decompose
     from edgekit.converters.quantize import prepare_for_int8
 
-    from edgekit.converters.passes import _fx2d, prelu_restore
+    from edgekit.converters.passes import _custom_ops, prelu_restore
 
     torch.manual_seed(0)
     src = tmp_path / "m.tflite"
@@ -98,7 +98,7 @@ def test_prepare_for_int8_is_exact(tmp_path, act):
         litert_torch.convert(model, (torch.zeros(1, 3, 8, 8),)).export(str(src))
         relu_0_to_1_decompose.rewrite(src)
     else:  # one PRELU op, as prelu_restore makes it
-        _fx2d.register_litert()
+        _custom_ops.register_litert()
         model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.PReLU(4)).eval()
         with torch.no_grad():
             model[1].weight.uniform_(0.05, 0.5)

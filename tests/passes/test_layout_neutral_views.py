@@ -127,14 +127,14 @@ def test_zoo_decoders_generic_npu_have_no_transpose(tmp_path, name):
     """The whole generic-npu pipeline on both zoo decoders: no TRANSPOSE left in the TFLite (was 13
     in ref and 5 in turbo), and the TFLite matches the source."""
     from edgekit import zoo
-    from edgekit.converters.passes import _fx2d, run_pipeline
+    from edgekit.converters.passes import _custom_ops, run_pipeline
 
     model = zoo.create(name).eval()
     z = latent((1, 16, 2, 8, 8), seed=4)
     prog, _ = run_pipeline(export(model, z), "generic-npu", fmt="tflite")
     lay = next(iter(prog.graph_module.meta[_fx.LAYOUT_META]["inputs"].values()))
     assert (lay["source"], lay["artifact"]) == ("NCTHW", "THWC"), lay
-    _fx2d.register_litert()
+    _custom_ops.register_litert()
     edge, names = _tflite(prog, _thwc(z), tmp_path / f"{name}.tflite")
     assert names.count("TRANSPOSE") == 0, sorted(set(names))
     with torch.no_grad():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.converters.passes import _fx2d, nhwc_boundary, pixel_shuffle_to_depth_to_space
+from edgekit.converters.passes import _custom_ops, nhwc_boundary, pixel_shuffle_to_depth_to_space
 from edgekit.converters.passes._fx import LAYOUT_META
 from _models2d import ConvShuffle, export, ops, run, tflite_ops
 from numeric import assert_close, fp32_bound, fp32_bounds
@@ -89,7 +89,7 @@ def test_litert_leaves_no_transpose(tmp_path):
 
 def test_sr_head_after_depth_to_space_is_transpose_free(tmp_path):
     litert_torch = pytest.importorskip("litert_torch")
-    _fx2d.register_litert()
+    _custom_ops.register_litert()
     model = ConvShuffle(stages=2).eval()
     x = torch.randn(1, 3, 8, 8)
     prog = nhwc_boundary.rewrite(pixel_shuffle_to_depth_to_space.rewrite(export(model, x)))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekit.converters.passes import _fx2d
+from edgekit.converters.passes import _custom_ops
 from edgekit.converters.passes import pixel_shuffle_to_depth_to_space as P
 from _models2d import AnchoredShuffle, ConvShuffle, GroupedShuffle, ShuffleNoConv, export, ops, run, tflite_ops
 from numeric import Bound, assert_close, assert_matches
@@ -18,7 +18,7 @@ PS, D2S = "aten.pixel_shuffle.default", "edgekit.depth_to_space.default"
 def test_dcr_permutation_matches_the_definition():
     """new (i·r+j)·C+c reads old c·r²+i·r+j, and the op is DCR depth-to-space."""
     c, r = 3, 2
-    perm = _fx2d.dcr_channel_perm(c * r * r, r)
+    perm = _custom_ops.dcr_channel_perm(c * r * r, r)
     for i in range(r):
         for j in range(r):
             for ch in range(c):
@@ -94,7 +94,7 @@ def two_stage():
 def test_tflite_emits_depth_to_space(two_stage, tmp_path):
     litert_torch = pytest.importorskip("litert_torch")
     model, x, out = two_stage
-    _fx2d.register_litert()
+    _custom_ops.register_litert()
     module = out.module()
     module.training = False
     edge = litert_torch.convert(module, (x,))
@@ -110,7 +110,7 @@ def test_tflite_emits_depth_to_space(two_stage, tmp_path):
 def test_onnx_emits_dcr_depth_to_space(two_stage, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     model, x, out = two_stage
-    prog = torch.onnx.export(out, (x,), dynamo=True, custom_translation_table=_fx2d.onnx_translations())
+    prog = torch.onnx.export(out, (x,), dynamo=True, custom_translation_table=_custom_ops.onnx_translations())
     nodes = [n for n in prog.model.graph]
     d2s = [n for n in nodes if n.op_type == "DepthToSpace"]
     assert len(d2s) == 2 and all(n.attributes["mode"].value == "DCR" for n in d2s)
@@ -127,8 +127,8 @@ def test_coreml_emits_mil_depth_to_space(two_stage):
     which is what fixes its order; prediction needs macOS, so the op list is checked here."""
     ct = pytest.importorskip("coremltools")
     model, x, out = two_stage
-    _fx2d.register_coreml()
-    prog = out.run_decompositions(_fx2d.coreml_decompositions())
+    _custom_ops.register_coreml()
+    prog = out.run_decompositions(_custom_ops.coreml_decompositions())
     ml = ct.convert(prog, inputs=[ct.TensorType(name="x", shape=tuple(x.shape))], convert_to="mlprogram")
     kinds = [op.op_type for op in ml._get_mil_internal().functions["main"].operations]
     assert kinds.count("depth_to_space") == 2
@@ -166,7 +166,7 @@ def test_frame_gather_moves_before_depth_to_space(tmp_path):
     variants = {"before": P._Rewriter(ep, move_gathers=False).export(), "after": P.rewrite(ep)}
     assert list(P.frame_gathers(ep, {s.name for _, s, _ in P.matches(ep)[0]}).values())[0][0][1:] == (0, 1)
     assert ops(variants["before"])[D2S] == 2 and ops(variants["after"])[D2S] == 1
-    _fx2d.register_litert()
+    _custom_ops.register_litert()
     xn = x.permute(0, 2, 3, 1).contiguous()
     names = {}
     for label, prog in variants.items():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.converters.passes import _fx2d, nhwc_boundary, prelu_restore
+from edgekit.converters.passes import _custom_ops, nhwc_boundary, prelu_restore
 from _models2d import export, ops, run, tflite_ops
 from numeric import Bound, assert_close, assert_matches, fp32_bound
 
@@ -38,7 +38,7 @@ def test_rewrite_is_exact(channels):
 @pytest.mark.parametrize("channels", [4, 1])
 def test_tflite_has_one_prelu(channels, tmp_path):
     litert_torch = pytest.importorskip("litert_torch")
-    _fx2d.register_litert()
+    _custom_ops.register_litert()
     model = _model(channels)
     x = torch.randn(1, 3, 8, 8)
     split = export(model, x).module()
@@ -63,7 +63,7 @@ def test_onnx_has_prelu(tmp_path):
     model = _model(4)
     x = torch.randn(1, 3, 8, 8)
     prog = torch.onnx.export(prelu_restore.rewrite(export(model, x)), (x,), dynamo=True,
-                             custom_translation_table=_fx2d.onnx_translations())
+                             custom_translation_table=_custom_ops.onnx_translations())
     kinds = [n.op_type for n in prog.model.graph]
     assert kinds.count("PRelu") == 1 and "Relu" not in kinds, kinds
     prog.save(str(tmp_path / "m.onnx"))

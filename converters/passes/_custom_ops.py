@@ -1,5 +1,6 @@
-"""Shared pieces of the 2-D rewrite passes: the ``edgekit::depth_to_space`` and ``edgekit::prelu``
-ops and how each exporter lowers them.
+"""The custom torch ops that rewrite passes emit, and how each exporter lowers them: the
+``edgekit::depth_to_space`` op (``pixel_shuffle_to_depth_to_space``) and the ``edgekit::prelu`` op
+(``prelu_restore``), for litert-torch (TFLite), ``torch.onnx.export`` and coremltools.
 
 ``torch.ops.edgekit.depth_to_space(x, block_size)`` is depth-to-space in **DCR** order on an
 NCHW tensor (TFLite's ``DEPTH_TO_SPACE``, ONNX ``DepthToSpace(mode="DCR")``)::
