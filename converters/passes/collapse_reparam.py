@@ -4,14 +4,20 @@ Two forms, both exact in real arithmetic (float32 rounding only, the folded weig
 float64 and rounded once):
 
 1. A linear conv chain, as in SESR's collapsible linear blocks (Bhardwaj et al. 2022,
-   https://arxiv.org/abs/2103.09404) written literally::
+   https://arxiv.org/abs/2103.09404) written literally.
+
+   Before::
 
        y = conv2d(x, E, b_E, k×k, stride 1)      # expand to p channels, no non-linearity
        z = conv2d(y, P, b_P, 1×1)                # project to o channels
        z = z + x                                 # optional identity residual (o == i)
 
-   becomes ``conv2d(x, W, b)`` with ``W[o,i] = Σ_p P[o,p]·E[p,i]`` (+ ``I`` at the centre tap) and
-   ``b = P·b_E + b_P``. The 1×1 conv is pointwise, so the first conv's zero padding carries over.
+   After::
+
+       z = conv2d(x, W, b, k×k, stride 1)        # W[o,i] = Σ_p P[o,p]·E[p,i] (+ I at the centre tap)
+                                                 # b = P·b_E + b_P
+
+   The 1×1 conv is pointwise, so the first conv's zero padding carries over.
    Only where the collapsed conv costs no more MACs than the chain (``k²·i·o ≤ k²·i·p + p·o``):
    true for SESR's expand-then-project blocks, false for e.g. MobileNetV2's projection 1×1
    followed by the next block's expansion 1×1 (32→16→96), which stays two convs; 1×1 → 1×1

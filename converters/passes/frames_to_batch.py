@@ -2,7 +2,18 @@
 2, 3, 4, 7). Exact.
 
 With N = 1 a video tensor is stored as frames in the batch dimension for the whole graph, so
-nothing above rank 4 is left. Per op:
+nothing above rank 4 is left.
+
+Before (a decoder block as written)::
+
+    x: (1, C, T, H, W) → conv3d → group_norm → silu → upsample_nearest3d(×ft, ×fh, ×fw) → (1, C', T', H', W')
+
+After::
+
+    x₄: (T, C, H, W) → conv2d(cat of k_t shifted frame slices) → means + 1×1 convs → silu
+        → upsample_nearest2d(×fh, ×fw) → cat of each frame repeated ft times → (T', C', H', W')
+
+Per op:
 
 - frame-independent ops (every pointwise op, with ``(1, C, 1, 1, 1)`` scales becoming
   ``(1, C, 1, 1)``) run unchanged on the ``(T, C, H, W)`` storage;
@@ -29,7 +40,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgekit.converters.passes import _fx

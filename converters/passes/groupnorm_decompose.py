@@ -4,7 +4,13 @@ are folded (docs/accelerators.md, rewrite 6). Exact up to float summation order.
 GroupNorm has no TFLite builtin, is missing on several NPUs (RKNN, older Hexagon), and
 coremltools lowers it on a 5-D input through rank 6 (which the ANE rejects). With G groups of
 ``C/G`` channels, ``y = (x − μ_g) / √(σ²_g + ε) · γ_c + β_c``, the statistics pooled over the
-group's channels and every dimension but the batch. Written without any reshape::
+group's channels and every dimension but the batch.
+
+Before::
+
+    y  = group_norm(x, G, γ, β, ε)   # x: (N, C, H, W) or (N, C, T, H, W)
+
+After (written without any reshape)::
 
     m  = mean(x, S)                  # per-channel mean over the spatial (and time) dims S: (N, C, 1, …)
     μ  = conv1x1(m, A)               # A[c, c'] = G/C when c, c' share a group: the group mean, per channel

@@ -6,6 +6,17 @@ Video VAEs upsample with a conv to ``C·st·s²`` channels and a 3-D pixel shuff
 (rank-6 temporal shuffle, then a per-frame 2-D ``pixel_shuffle``) or as one rank-8
 view/permute/reshape. Neither fits rank ≤ 4 as written.
 
+Before (the rank-8 form)::
+
+    y = conv3d(x, W)                                                   # (1, K, T, H, W), K = C·st·s²
+    z = reshape(permute(reshape(y, (1, C, s, s, st, T, H, W)), (0, 1, 5, 4, 6, 2, 7, 3)),
+                (1, C, T·st, H·s, W·s))
+
+After (frames in batch; one conv per temporal phase τ < st, each shuffled per frame)::
+
+    y_τ = conv3d(x, W[rows of phase τ])                                # (1, K/st, T, H, W)
+    z₄  = cat([pixel_shuffle(frame t of y_τ, s) for output frame t·st + τ], 0)
+
 Matching is by meaning, not by op sequence: the single-use chain of view ops after a Conv3d
 (``view/reshape/permute/transpose/slice/pixel_shuffle``, any rank) is simulated on an index array
 (:func:`._fx.view_index`), giving, for every output element, the conv output element it copies.
@@ -92,9 +103,9 @@ def _solve(k: int, t: int, h: int, w: int, target: np.ndarray) -> tuple[int, int
     return None
 
 
-def find_shuffles(program_or_gm: Any) -> tuple[list[Shuffle], str | None]:
-    """The 3-D pixel shuffles after Conv3ds in the graph, and why the first near miss did not match."""
-    gm = program_or_gm.graph_module if hasattr(program_or_gm, "graph_module") else program_or_gm
+def find_shuffles(gm: torch.fx.GraphModule) -> tuple[list[Shuffle], str | None]:
+    """The 3-D pixel shuffles after Conv3ds in ``gm`` (a program's ``module()``), and why the first
+    near miss did not match."""
     found, reason = [], None
     for n in gm.graph.nodes:
         a = conv3d_args(n)

@@ -28,7 +28,8 @@ A profile file (keys are validated on load; a typo is an error, not a silent no-
     max_dim = 65535                   # optional: largest dimension
     batch_one = true                  # optional: batch must be 1
     max_nonunit_dims = 3              # optional: dims > 1 per tensor (Edge TPU)
-    pipeline = ["fold_batchnorm", ...]    # ordered pass ids, a comment on each ordering constraint
+    pipeline = ["fold_batchnorm", ...]    # pass ids in run order, checked on load against the pass
+                                      # registry (edgekit.converters.passes.PASSES, docs/passes.md)
     [[sources]]                       # vendor documents (title, url, optional note)
     [why]                             # rule id -> why it matters here
     [fixes]                           # op or "dtype.<dtype>" / "rank.<n>" -> pass id
@@ -252,6 +253,8 @@ def _load(name: str) -> TargetProfile:
     sources = tuple(Source(s["title"], s.get("url", ""), s.get("note", "")) for s in data["sources"])
     if not sources:
         raise ProfileError("a profile cites at least one source", where=where)
+    pipeline = tuple(data["pipeline"])
+    _check_pipeline(name, pipeline, where)
 
     why = {**defaults.get("why", {}), **data.get("why", {})}
     fixes = {**_flatten(defaults.get("fixes", {})), **_flatten(data.get("fixes", {}))}
@@ -280,13 +283,29 @@ def _load(name: str) -> TargetProfile:
     return TargetProfile(
         name=name, title=data["title"], summary=data["summary"], sources=sources, formats=formats,
         dtypes=tuple(data["dtypes"]), max_rank=int(data["max_rank"]), layout=data["layout"],
-        static_shapes=bool(data["static_shapes"]), pipeline=tuple(data["pipeline"]),
+        static_shapes=bool(data["static_shapes"]), pipeline=pipeline,
         ops=MappingProxyType(ops), why=MappingProxyType(why), fixes=MappingProxyType(fixes), advice=MappingProxyType(advice),
         patterns=MappingProxyType(patterns), preferred_rank=data.get("preferred_rank"),
         io_dtypes=tuple(data.get("io_dtypes", ())), warn_dtypes=tuple(data.get("warn_dtypes", ())),
         quantized=bool(data.get("quantized", False)), max_dim=data.get("max_dim"),
         batch_one=bool(data.get("batch_one", False)), max_nonunit_dims=data.get("max_nonunit_dims"),
     )
+
+
+def _check_pipeline(name: str, pipeline: tuple[str, ...], where: str) -> None:
+    """A profile's pipeline follows the pass registry: known ids, each once, stages in the order
+    they run, every pass after the ones its spec says must come first; and only exact passes
+    (approximate ones are opt-in, with --passes). The registry is plain data: no model library."""
+    from edgekit.converters.passes import PASSES, pipeline_problem
+
+    if not all(isinstance(p, str) for p in pipeline):
+        raise ProfileError("pipeline must be a list of pass ids", where=where)
+    problem = pipeline_problem(pipeline)
+    approx = [] if problem else [p for p in pipeline if not PASSES[p].exact]
+    if approx:
+        problem = f"pipeline includes the approximate pass(es) {', '.join(approx)}; default pipelines are exact"
+    if problem:
+        raise ProfileError(problem, where=name, hint=f"fix the pipeline in {where}")
 
 
 def _op_rule(op: str, spec: Any, fixes: Mapping[str, str], where: str, constrained: bool) -> OpRule:

@@ -4,26 +4,18 @@ and says what the issue and the vendor documents say for the rules that matter m
 from __future__ import annotations
 
 import inspect
-import re
 
 import pytest
 
 from edgekit.errors import UsageError
 from edgekit.targets import CONSTRAINT_KEYS, FORMATS, ProfileError, list_targets, load_target
 
-from edgekit.converters.passes import PASSES  # noqa: E402
+from edgekit.converters.passes import PASSES, pipeline_problem  # noqa: E402
 
 EXPECTED = {"generic-npu", "edgetpu", "tflite-gpu", "nnapi", "qnn-htp", "ane", "ethos-u"}
-# Every pass id a profile names must be registered (edgekit.converters.passes.PASSES).
+# Every pass id a profile names must be registered (edgekit.converters.passes.PASSES). The order
+# of a pipeline is checked against the registry's ``after`` constraints (tests/passes/test_pass_contract.py).
 KNOWN_PASSES = set(PASSES)
-# Ordering constraints every pipeline that holds both passes must respect (first, then second).
-ORDER = [
-    ("fold_batchnorm", "collapse_reparam"), ("static_shapes", "frames_to_batch"), ("static_shapes", "int64_to_int32"),
-    ("groupnorm_decompose", "frames_to_batch"), ("pixel_shuffle_3d_to_4d", "frames_to_batch"),
-    ("frames_to_batch", "conv3d_to_conv2d"), ("frames_to_batch", "upsample_nearest_native"),
-    ("frames_to_batch", "attention_per_frame"), ("pixel_shuffle_3d_to_4d", "pixel_shuffle_to_depth_to_space"),
-    ("pixel_shuffle_3d_to_4d", "pixel_shuffle_to_transpose_conv"), ("groupnorm_decompose", "mean_to_avgpool"),
-]
 
 
 def test_the_seven_profiles_ship():
@@ -41,10 +33,8 @@ def test_profile_is_complete(name):
     assert t.static_shapes is True
     assert t.pipeline and len(set(t.pipeline)) == len(t.pipeline)
     assert set(t.pipeline) <= KNOWN_PASSES, set(t.pipeline) - KNOWN_PASSES
-    assert not [p for p in t.pipeline if p.startswith("approx_")], "default pipelines are exact"
-    for first, second in ORDER:
-        if first in t.pipeline and second in t.pipeline:
-            assert t.pipeline.index(first) < t.pipeline.index(second), (name, first, second)
+    assert all(PASSES[p].exact for p in t.pipeline), "default pipelines are exact"
+    assert pipeline_problem(t.pipeline) is None
     if "nhwc_boundary" in t.pipeline:  # the last rewrite of the program; file-level passes follow export
         program_passes = [p for p in t.pipeline if PASSES[p].stage == "program"]
         assert program_passes[-1] == "nhwc_boundary"
@@ -172,14 +162,3 @@ def test_a_broken_profile_is_reported_not_ignored(monkeypatch):
             with pytest.raises(ProfileError, match=pattern):
                 load_target("ethos-u")
     targets._load.cache_clear()
-
-
-def test_profiles_are_plain_toml_with_comments_on_pipeline_order():
-    """Each pipeline entry carries a comment saying why it sits where it does."""
-    from importlib import resources
-
-    for name in EXPECTED:
-        text = resources.files("edgekit.targets").joinpath(f"{name}.toml").read_text()
-        block = text[text.index("pipeline = ["): text.index("]", text.index("pipeline = ["))]
-        entries = [ln for ln in block.splitlines()[1:] if ln.strip().startswith('"')]
-        assert entries and all(re.search(r'",\s+# \S', ln) for ln in entries), name
