@@ -1,13 +1,16 @@
 """Tiny models for the runtime tests, written by the tools users convert with.
 
 - PyTorch modules exported by ``torch.onnx.export(dynamo=True)`` (weights as external data,
-  the exporter's default) and converted by ``litert_torch.convert``.
+  the exporter's default), converted by ``litert_torch.convert`` and by ``coremltools.convert``
+  (an ML Program computing in float16, with float32 inputs and outputs).
 - Hand-built files for what those exporters do not emit at model boundaries: an int8 and a
   float16 input, built with ``onnx.helper`` and with the TFLite flatbuffer schema that
   ``ai_edge_litert`` ships (``schema_py_generated``, object API).
 
-Heavy imports (torch, litert_torch, onnx) stay inside the functions: only tests call them.
-Run as a script to write every model into a folder: ``python model_builders.py out/``.
+Heavy imports (torch, litert_torch, onnx, coremltools) stay inside the functions: only the
+case generator (``make_cases.py``, which writes the committed conformance cases) and tests that
+build files on the fly call them. Run as a script to write the hand-built models into a folder:
+``python model_builders.py out/``.
 """
 
 from __future__ import annotations
@@ -88,6 +91,25 @@ def export_tflite(module: Any, args: tuple, path: Path) -> Path:
     import litert_torch
 
     litert_torch.convert(module, args).export(str(path))
+    return path
+
+
+def export_coreml(module: Any, args: tuple, path: Path, input_names: list[str], output_names: list[str]) -> Path:
+    """``coremltools.convert`` of the traced module to an ML Program ``.mlpackage`` (macOS 13 and
+    later) computing in float16 (the ML Program default, stated here), with float32 inputs and
+    outputs named ``input_names`` / ``output_names``."""
+    import coremltools as ct
+    import torch
+
+    traced = torch.jit.trace(module, args)
+    model = ct.convert(
+        traced,
+        inputs=[ct.TensorType(name=n, shape=tuple(a.shape), dtype=np.float32) for n, a in zip(input_names, args)],
+        outputs=[ct.TensorType(name=n, dtype=np.float32) for n in output_names],
+        convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
+        minimum_deployment_target=ct.target.macOS13,
+    )
+    model.save(str(path))
     return path
 
 

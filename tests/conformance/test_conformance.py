@@ -1,9 +1,10 @@
-"""One suite, every backend: the same cases run through ``edgekit.load`` on each backend here.
+"""One suite, every backend: the committed cases run through ``edgekit.load`` on each backend here.
 
-Each case checks that the session (1) describes its tensors as the file does, (2) computes
-exactly what the bare runtime computes with the same thread count, (3) computes what the
-model means (PyTorch eager, or the exact NumPy formula), (4) rejects wrong feeds with one
-line naming the file, and (5) reports its placement, closes and benchmarks.
+Each case checks that the session (1) describes its tensors as the file and ``case.json`` do,
+(2) computes exactly what the bare runtime computes with the same thread count, (3) computes
+what the model means (``expected.npz``: PyTorch eager, or the exact NumPy formula) within the
+bound ``case.json`` records for the format, (4) rejects wrong feeds with one line naming the
+file, and (5) reports its placement, closes and benchmarks.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from numeric import Bound, assert_close
 
 import edgekit
 from edgekit.errors import FeedError, UsageError
-from edgekit.runtimes.modelfile import read_model
 
-from conformance_support import CASE_FORMATS, THREADS, backend_formats, case_expected, case_feed, raw_run
+from conformance_support import CASE_FORMATS, THREADS, backend_formats, raw_run, read_file_info
 
 pytestmark = pytest.mark.numeric
 
@@ -29,21 +29,21 @@ def _open(backend: str, path, **kw):
 
 def test_specs_match_the_file(conformance):
     case, backend, fmt, path = conformance
-    feed = case_feed(case, fmt)
-    info = read_model(path)
+    feed = case.feed(fmt)
+    info = read_file_info(fmt, path)
+    spec_in, spec_out = case.spec(fmt)
     with _open(backend, path) as s:
         assert s.backend == backend and s.threads == THREADS
-        assert [t.name for t in s.inputs] == [t.name for t in info.inputs]
-        assert [t.name for t in s.outputs] == [t.name for t in info.outputs]
+        assert [t.name for t in s.inputs] == [t[0] for t in info.inputs] == [t[0] for t in spec_in]
+        assert [t.name for t in s.outputs] == [t[0] for t in info.outputs] == [t[0] for t in spec_out]
         assert [(t.shape, t.dtype) for t in s.inputs] == [(x.shape, x.dtype.name) for x in feed]
-        assert [(t.shape, t.dtype) for t in s.inputs] == [(t.shape, t.dtype) for t in info.inputs]
-        expected, _ = case_expected(case, fmt)
-        assert [t.dtype for t in s.outputs] == [e.dtype.name for e in expected]
+        assert [(t.shape, t.dtype) for t in s.inputs] == [t[1:] for t in info.inputs] == [t[1:] for t in spec_in]
+        assert [t.dtype for t in s.outputs] == [e.dtype.name for e in case.expected(fmt)] == [t[2] for t in spec_out]
 
 
 def test_outputs_equal_the_bare_runtime(conformance):
     case, backend, fmt, path = conformance
-    feed = case_feed(case, fmt)
+    feed = case.feed(fmt)
     with _open(backend, path) as s:
         out = s.run({t.name: x for t, x in zip(s.inputs, feed)})
         names = [t.name for t in s.outputs]
@@ -58,8 +58,7 @@ def test_outputs_equal_the_bare_runtime(conformance):
 
 def test_outputs_match_the_model(conformance):
     case, backend, fmt, path = conformance
-    feed = case_feed(case, fmt)
-    expected, bounds = case_expected(case, fmt)
+    feed, expected, bounds = case.feed(fmt), case.expected(fmt), case.bounds(fmt)
     with _open(backend, path) as s:
         out = s.run({t.name: x for t, x in zip(s.inputs, feed)})
     assert len(out) == len(expected) == len(bounds)
@@ -69,7 +68,7 @@ def test_outputs_match_the_model(conformance):
 
 def test_positional_call(conformance):
     case, backend, fmt, path = conformance
-    feed = case_feed(case, fmt)
+    feed = case.feed(fmt)
     with _open(backend, path) as s:
         by_name = s.run({t.name: x for t, x in zip(s.inputs, feed)})
         positional = s(*feed)
@@ -84,7 +83,7 @@ def test_positional_call(conformance):
 
 def test_wrong_feeds_are_one_line_errors(conformance):
     case, backend, fmt, path = conformance
-    feed = case_feed(case, fmt)
+    feed = case.feed(fmt)
     with _open(backend, path) as s:
         good = {t.name: x for t, x in zip(s.inputs, feed)}
         first = s.inputs[0].name
@@ -103,7 +102,7 @@ def test_wrong_feeds_are_one_line_errors(conformance):
 
 def test_placement_counts_every_op(conformance):
     case, backend, fmt, path = conformance
-    info = read_model(path)
+    info = read_file_info(fmt, path)
     with _open(backend, path) as s:
         p = s.placement
     assert p.backend == backend and p.accelerator
@@ -120,7 +119,7 @@ def test_placement_counts_every_op(conformance):
 
 def test_close_and_context_manager(conformance):
     case, backend, fmt, path = conformance
-    feed = case_feed(case, fmt)
+    feed = case.feed(fmt)
     with _open(backend, path) as s:
         pass
     with pytest.raises(UsageError, match="closed"):
@@ -130,7 +129,7 @@ def test_close_and_context_manager(conformance):
 
 def test_bench_reports_the_session(conformance):
     case, backend, fmt, path = conformance
-    feed = case_feed(case, fmt)
+    feed = case.feed(fmt)
     with _open(backend, path) as s:
         r = edgekit.bench(s, warmup=1, runs=5, feed={t.name: x for t, x in zip(s.inputs, feed)})
     d = json.loads(json.dumps(r.to_dict()))

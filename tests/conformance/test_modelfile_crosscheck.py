@@ -1,8 +1,10 @@
 """``read_model`` (pure-Python, bounds-checked readers) agrees with the reference parsers.
 
-Every conformance model — written by torch.onnx, litert-torch, onnx.helper, the TFLite schema
-builder and ORT's ORT-format writer — is read twice: by edgekit and by the generated TFLite
-schema (``ai_edge_litert.schema_py_generated``), the ``onnx`` package, or onnxruntime itself.
+Every committed conformance model — written by torch.onnx, litert-torch, onnx.helper, the TFLite
+schema builder, ORT's ORT-format writer and coremltools — is read twice: by edgekit and by the
+generated TFLite schema (``ai_edge_litert.schema_py_generated``), the ``onnx`` package,
+onnxruntime itself, or (when the case was generated) coremltools, whose reading ``case.json``
+records. The Core ML packages are read on every OS, though only macOS runs them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import numpy as np
 import pytest
 
 from edgekit.runtimes.modelfile import read_model
+
+from conformance_support import read_file_info
 
 
 def _tflite_reference(path):
@@ -118,3 +122,32 @@ def test_ort_reader_agrees_with_onnxruntime(conformance_cases):
         assert [(t.name, list(t.shape)) for t in info.inputs] == [(i.name, i.shape) for i in s.get_inputs()]
         assert [t.name for t in info.outputs] == [o.name for o in s.get_outputs()]
         assert info.num_ops > 0
+
+
+def test_case_json_matches_what_edgekit_reads(conformance_cases):
+    """The tensors ``case.json`` records for each file (read by onnxruntime, the LiteRT interpreter
+    or coremltools when the case was generated) are what edgekit's readers find: ``read_model``,
+    and for .mlpackage ``edgekit.inspect.read_coreml``. Without coremltools the Core ML reader
+    cannot parse the spec; it must then still report the package's files and say why."""
+    from edgekit.inspect import read_coreml
+
+    checked = {"coreml": 0, "other": 0}
+    for case in conformance_cases.values():
+        listed = {f for entry in case.meta["formats"].values() for f in entry["files"]}
+        present = {f.relative_to(case.folder).as_posix() for f in case.folder.rglob("*") if f.is_file()}
+        assert present - {"case.json", "inputs.npz", "expected.npz"} == listed, case.folder
+        for fmt, path in case.files.items():
+            entry = case.meta["formats"][fmt]
+            if fmt == "coreml":
+                info = read_coreml(path)
+                assert info["size_bytes"] == sum((case.folder / f).stat().st_size for f in entry["files"]), path
+                assert sorted(info["external_files"]) == ["Data/com.apple.CoreML/weights/weight.bin"], info
+                note = info["extra"].get("note", "")
+                if "coremltools is not installed" in note:
+                    assert info["inputs"] == info["outputs"] == [], info
+                    continue
+                assert info["extra"]["model_type"] == "mlProgram" and info["num_ops"] > 0, info
+            got = read_file_info(fmt, path)
+            assert (got.inputs, got.outputs) == case.spec(fmt), f"{case.name}/{fmt}: {path}"
+            checked["coreml" if fmt == "coreml" else "other"] += 1
+    assert checked["other"] >= 12, checked
