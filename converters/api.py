@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from edgekit._fmt import human_size
 from edgekit.bundle import Artifact, Manifest, sha256_file, staging_dir, write_manifest
-from edgekit.errors import ConversionError, EdgekitError, UsageError
+from edgekit.errors import ConversionError, EdgekitError, UsageError, first_line
 from edgekit.runtimes.base import TensorSpec
 
 __all__ = ["convert", "ConvertResult", "ArtifactStatus", "Event", "TOOLS", "tool_versions", "metric_line"]
@@ -621,7 +621,7 @@ def _verify(fmt: str, result: Any, art: Artifact, cap: Any, fold: Any, precision
     except EdgekitError as e:
         verification = {"status": "failed", "reason": f"the runtime cannot run it: {e}"}
     except Exception as e:  # noqa: BLE001 - a runtime crash on this artifact fails this artifact only
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         verification = {"status": "failed", "reason": f"running it raised {type(e).__name__}: {first}"}
     art.verification = verification
     st.status = verification["status"]

@@ -45,7 +45,7 @@ import numpy as np
 from edgekit.bundle import sha256_file
 from edgekit.converters.layouts import layout_for_rank
 from edgekit.converters.preprocess import FoldSpec, fold_module
-from edgekit.errors import ConversionError, EdgekitError, ModelFileNotFound, UsageError
+from edgekit.errors import ConversionError, EdgekitError, ModelFileNotFound, UsageError, first_line
 
 __all__ = ["Captured", "capture", "export_program", "parse_shape", "infer_task"]
 
@@ -341,7 +341,7 @@ def _call_factory_from_module(ref: str) -> tuple[Any, dict[str, Any]]:
         raise ConversionError(STAGE, f"cannot import module '{module_name}' ({e})", where=ref,
                               hint="install the package, or pass path/to/file.py:callable") from None
     except Exception as e:
-        raise ConversionError(STAGE, f"importing '{module_name}' raised {type(e).__name__}: {_first_line(e)}",
+        raise ConversionError(STAGE, f"importing '{module_name}' raised {type(e).__name__}: {first_line(e)}",
                               where=_user_location(e) or ref, hint="fix the error in the module") from None
     src = {"kind": "module", "ref": ref}
     if getattr(module, "__file__", None):
@@ -374,7 +374,7 @@ def _isolated_import(path: Path) -> Iterator[Any]:
             raise ConversionError(STAGE, f"syntax error: {e.msg}", where=f"{path}:{e.lineno}",
                                   hint="fix the file") from None
         except Exception as e:
-            raise ConversionError(STAGE, f"importing the file raised {type(e).__name__}: {_first_line(e)}",
+            raise ConversionError(STAGE, f"importing the file raised {type(e).__name__}: {first_line(e)}",
                                   where=_user_location(e, folder) or path, hint="fix the error in the file") from None
         yield module
     finally:
@@ -419,9 +419,9 @@ def _call_factory(factory: Callable, ref: str) -> Any:
         if required:
             raise ConversionError(STAGE, f"the callable needs argument(s) {', '.join(required)}", where=ref,
                                   hint="give them defaults, or wrap the call in a function without arguments") from None
-        raise ConversionError(STAGE, f"calling it raised TypeError: {_first_line(e)}", where=_user_location(e) or ref) from None
+        raise ConversionError(STAGE, f"calling it raised TypeError: {first_line(e)}", where=_user_location(e) or ref) from None
     except Exception as e:
-        raise ConversionError(STAGE, f"calling it raised {type(e).__name__}: {_first_line(e)}",
+        raise ConversionError(STAGE, f"calling it raised {type(e).__name__}: {first_line(e)}",
                               where=_user_location(e) or ref, hint="fix the error in the model code") from None
 
 
@@ -446,7 +446,7 @@ def _load_pt2(path: Path) -> Any:
         if refused:
             raise ConversionError(STAGE, refused, where=path,
                                   hint="export the program without custom pickled objects (torch.export.save)") from None
-        raise ConversionError(STAGE, f"cannot load the exported program ({type(e).__name__}: {_first_line(e)})",
+        raise ConversionError(STAGE, f"cannot load the exported program ({type(e).__name__}: {first_line(e)})",
                               where=path, hint="save it with torch.export.save from the same torch version; "
                                                "programs that need pickled custom objects are refused") from None
     finally:
@@ -485,7 +485,7 @@ def _capture_onnx(path: Path, shapes: list | None, seed: int) -> Captured:
     except Exception as e:
         from edgekit.errors import InvalidModelFile
 
-        raise InvalidModelFile(path, f"not a readable ONNX model ({_first_line(e)})") from None
+        raise InvalidModelFile(path, f"not a readable ONNX model ({first_line(e)})") from None
     _check_finite_initializers(model, path)
     init_names = {i.name for i in model.graph.initializer}
     graph_inputs = [i for i in model.graph.input if i.name not in init_names]
@@ -556,7 +556,7 @@ def import_onnx_module(cap: Captured) -> None:
     try:
         from edgekit.converters.onnx_import import import_onnx
     except ImportError as e:
-        raise ConversionError(STAGE, f"the ONNX importer is not available ({_first_line(e)})", where=cap.onnx_path,
+        raise ConversionError(STAGE, f"the ONNX importer is not available ({first_line(e)})", where=cap.onnx_path,
                               hint="convert this .onnx to onnx only, or convert from the PyTorch model") from None
     shapes = {name: tuple(t.shape) for name, t in zip(cap.input_names, cap.example_inputs)}
     try:
@@ -564,7 +564,7 @@ def import_onnx_module(cap: Captured) -> None:
     except EdgekitError:
         raise
     except Exception as e:
-        raise ConversionError(STAGE, f"importing the ONNX graph into torch failed ({type(e).__name__}: {_first_line(e)})",
+        raise ConversionError(STAGE, f"importing the ONNX graph into torch failed ({type(e).__name__}: {first_line(e)})",
                               where=cap.onnx_path) from None
     cap.module = imported.module
 
@@ -607,7 +607,7 @@ def _from_module(module: Any, inputs: tuple, src: dict[str, Any], *, name: str, 
     except Exception as e:
         shapes = ", ".join(str(list(t.shape)) for t in inputs)
         raise ConversionError(STAGE, f"running the model on inputs of shape {shapes} raised {type(e).__name__}: "
-                              f"{_first_line(e)}", where=_user_location(e) or where,
+                              f"{first_line(e)}", where=_user_location(e) or where,
                               hint="check --input-shape (and the weights)") from None
     leaves = pytree.tree_leaves(out)
     if not leaves or not all(isinstance(t, torch.Tensor) for t in leaves):
@@ -845,19 +845,13 @@ def explain_export_error(e: BaseException, cap: Captured) -> ConversionError:
         cause = "data-dependent control flow (Python `if`/`while` or int() on a tensor's value)"
         hint = "make the branch independent of tensor values, or express it with torch.where / torch.cond"
     elif "Unsupported" in name or "not supported" in text.lower():
-        cause = f"a construct torch.export does not support ({_first_line(e)})"
+        cause = f"a construct torch.export does not support ({first_line(e)})"
         hint = "rewrite that line with tensor operations"
     else:
-        cause = f"{name}: {_first_line(e)}"
+        cause = f"{name}: {first_line(e)}"
         hint = "make the model traceable by torch.export (see the PyTorch export docs); EDGEKIT_DEBUG=1 shows the trace"
     return ConversionError(STAGE, f"torch.export cannot trace the model: {cause}", where=where, hint=hint)
 
-
-def _first_line(e: BaseException) -> str:
-    for line in str(e).strip().splitlines():
-        if line.strip():
-            return line.strip()[:240]
-    return type(e).__name__
 
 
 def _location_in_message(text: str) -> str | None:

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgekit._fs import atomic_path
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, first_line
 
 __all__ = ["calibration_inputs", "prepare_for_int8", "quantize_int8", "quantize_onnx_int8", "INT8_PASS", "ONNX_INT8_PASS",
            "PREP_PASS"]
@@ -122,7 +122,7 @@ def quantize_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str,
         except ConversionError:
             raise
         except Exception as e:  # noqa: BLE001 - the quantizer's own error, one line
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            first = first_line(e)
             raise ConversionError("export", f"int8 quantization failed: {type(e).__name__}: {first}",
                                   hint="convert with --precision fp32 (or fp16) for this model") from None
     return io_quantization(path)
@@ -295,7 +295,7 @@ def quantize_onnx_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> None
                 quantize_static(str(path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error, one line
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            first = first_line(e)
             raise ConversionError("export", f"int8 quantization of the ONNX model failed: {type(e).__name__}: {first}",
                                   hint="convert with --precision fp32 (or fp16) for this model") from None
 

@@ -454,7 +454,9 @@ def check_coreml_spec(path: Path, input_shapes: Sequence[tuple[int, ...]], input
     try:
         ins, outs = spec_io(path)
     except Exception as e:  # noqa: BLE001 - a package coremltools cannot read is the finding
-        return [f"coremltools cannot read the package ({type(e).__name__}: {str(e).splitlines()[0][:160]})"]
+        from edgekit.errors import first_line
+
+        return [f"coremltools cannot read the package ({type(e).__name__}: {first_line(e)})"]
     problems = []
     if [i["name"] for i in ins] != list(input_names):
         problems.append(f"inputs are {[i['name'] for i in ins]}, expected {list(input_names)}")

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError, debug_enabled
+from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, UsageError, debug_enabled, first_line
 from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.modelfile import read_model
 
@@ -147,7 +147,7 @@ class LiteRTSession(Session):
             try:
                 kwargs["experimental_delegates"] = [module.load_delegate(library, delegate_options or {})]
             except (ValueError, OSError, RuntimeError) as e:
-                raise BackendUnavailable(f"cannot load the TFLite delegate '{library}' ({_first_line(e)})",
+                raise BackendUnavailable(f"cannot load the TFLite delegate '{library}' ({first_line(e)})",
                                          where=path, hint="install the delegate's runtime library, or use "
                                          "accelerator='auto'") from None
         native_log: list[str] = []
@@ -158,7 +158,7 @@ class LiteRTSession(Session):
                 interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             detail = next((line for line in native_log if "ERROR" in line), "")
-            raise InvalidModelFile(path, f"LiteRT cannot load it: {_first_line(e)}{' (' + detail + ')' if detail else ''}",
+            raise InvalidModelFile(path, f"LiteRT cannot load it: {first_line(e)}{' (' + detail + ')' if detail else ''}",
                                    hint="check `edgekit inspect` for unsupported ops, or re-export the model") from None
         if native_log:
             sys.stderr.write("\n".join(native_log) + "\n")
@@ -166,7 +166,7 @@ class LiteRTSession(Session):
         try:
             in_details, out_details = interp.get_input_details(), interp.get_output_details()
         except (ValueError, RuntimeError) as e:  # UnicodeDecodeError is a ValueError
-            raise InvalidModelFile(path, f"LiteRT cannot describe its tensors: {_first_line(e)}") from None
+            raise InvalidModelFile(path, f"LiteRT cannot describe its tensors: {first_line(e)}") from None
         self.inputs = [_spec(d) for d in in_details]
         self.outputs = [_spec(d) for d in out_details]
         self._in = [(d["index"], d["name"]) for d in in_details]
@@ -196,7 +196,7 @@ class LiteRTSession(Session):
         try:
             interp.invoke()
         except RuntimeError as e:
-            raise EdgekitError(f"LiteRT failed to run it: {_first_line(e)}", where=self.path) from None
+            raise EdgekitError(f"LiteRT failed to run it: {first_line(e)}", where=self.path) from None
         return {name: interp.get_tensor(index) for index, name in self._out}
 
     def _resize(self, feed: dict[str, np.ndarray]) -> None:
@@ -208,7 +208,7 @@ class LiteRTSession(Session):
         try:
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise UsageError(f"LiteRT cannot run these input shapes: {_first_line(e)}", where=self.path) from None
+            raise UsageError(f"LiteRT cannot run these input shapes: {first_line(e)}", where=self.path) from None
 
     def _close(self) -> None:
         self._interp = None
@@ -259,8 +259,3 @@ def _placement(interp: Any, n_before: int | None, accel_name: str, library: str 
     if interp.num_subgraphs() > 1:
         notes.append("counts cover the primary subgraph only")
     return Placement("litert", accel_name, counts, notes)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

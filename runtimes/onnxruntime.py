@@ -117,7 +117,7 @@ class OrtSession(Session):
             sess = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as e:  # ORT raises its own pybind exception types
             _cleanup(profile_dir)
-            message = _first_line(e)
+            message = first_line(e)
             if strict and ep != CPU_EP and "fallback" in message.lower():
                 raise BackendUnavailable(f"strict: {ep} cannot run every node ({message})", where=path,
                                          hint="rewrite the model for the target (`edgekit lint`), or drop strict=True") from None
@@ -144,7 +144,7 @@ class OrtSession(Session):
                 notes.append("kernels counted by profiling one run (after ORT's graph fusions)")
                 return Placement(self.backend, accelerator, counts, notes)
             except Exception as e:  # a model that needs real inputs, or a profile format change
-                notes.append(f"profiling failed ({_first_line(e)})")
+                notes.append(f"profiling failed ({first_line(e)})")
                 return Placement(self.backend, accelerator, "unknown", notes)
             finally:
                 _cleanup(profile_dir)
@@ -159,7 +159,7 @@ class OrtSession(Session):
         try:
             values = self._sess.run(self._output_names, feed)
         except Exception as e:  # e.g. a size a dynamic dim cannot take
-            raise EdgekitError(f"onnxruntime failed to run it: {_first_line(e)}", where=self.path) from None
+            raise EdgekitError(f"onnxruntime failed to run it: {first_line(e)}", where=self.path) from None
         return dict(zip(self._output_names, values))
 
     def _close(self) -> None:
@@ -238,8 +238,3 @@ def _cleanup(folder: str | None) -> None:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -35,7 +35,7 @@ import numpy as np
 
 from edgekit.apps.camera import overlay
 from edgekit.apps.camera._cv import cv2
-from edgekit.errors import DemoError, EdgekitError, UsageError
+from edgekit.errors import DemoError, EdgekitError, UsageError, first_line
 
 __all__ = ["DemoOptions", "DemoResult", "DemoSink", "DemoInterrupted", "run_demo", "DEFAULT_RECORDING",
            "DEFAULT_HEADLESS_FRAMES"]
@@ -292,7 +292,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
             try:
                 window = Window(f"edgekit demo - {opts.task} - {resolved.name}")
             except Exception as e:  # a GUI backend that fails at run time: keep going headless
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                first = first_line(e)
                 result.headless_reason = f"cannot open a window ({first})"
                 log(f"running headless: {result.headless_reason}")
                 if recorder is None and not opts.no_record:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgekit.apps.camera._cv import cv2
-from edgekit.errors import DemoError, UsageError
+from edgekit.errors import DemoError, UsageError, first_line
 
 __all__ = ["Source", "OpenCVCapture", "VideoFile", "PiCamera", "VirtualCamera", "open_source", "parse_size"]
 
@@ -207,7 +207,7 @@ class PiCamera:
             self._cam.configure(config)
             self._cam.start()
         except Exception as e:  # no camera attached, camera busy, libcamera error
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise DemoError(f"cannot start the CSI camera ({first})", where="picamera",
                             hint="check the ribbon cable and that no other program uses the camera "
                                  "(`rpicam-hello --list-cameras`)") from None

@@ -171,7 +171,9 @@ def export_failure(fmt: str, e: BaseException, log: CapturedOutput | None = None
     if isinstance(e, ConversionError):
         return e
     text = f"{e}\n{log.text if log else ''}"
-    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)[:200]
+    from edgekit.errors import first_line
+
+    first = first_line(e)
     op = op_named_in(text)
     tool = {"onnx": "torch.onnx", "tflite": "litert-torch", "coreml": "coremltools"}[fmt]
     if op:

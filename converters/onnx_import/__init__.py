@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import InvalidModelFile, MissingDependency, ModelFileNotFound
+from edgekit.errors import InvalidModelFile, MissingDependency, ModelFileNotFound, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -72,8 +72,7 @@ def _load(path_or_model: "str | os.PathLike | onnx.ModelProto") -> tuple["onnx.M
         try:
             model = onnx.load(str(path))
         except Exception as e:  # protobuf DecodeError, missing external data, ...
-            reason = " ".join(str(e).split())[:200] or type(e).__name__
-            raise InvalidModelFile(path, f"not a readable ONNX model ({reason})") from None
+            raise InvalidModelFile(path, f"not a readable ONNX model ({first_line(e)})") from None
     _check_structure(model, where)
     if any(f for f in model.functions):
         import onnx.inliner

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgekit.errors import ConversionError, EdgekitError, InvalidModelFile, UsageError
+from edgekit.errors import ConversionError, EdgekitError, InvalidModelFile, UsageError, first_line
 
 __all__ = ["Const", "Dyn", "Value", "NodeError", "Builder", "OpFn", "ONNX_DTYPES", "build_module"]
 
@@ -520,8 +520,7 @@ def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, 
         except EdgekitError:
             raise
         except Exception as e:  # a converter bug or an input it did not foresee: still name the node
-            msg = " ".join(str(e).split())[:300]
-            raise ConversionError("import", f"{label} failed: {type(e).__name__}: {msg}",
+            raise ConversionError("import", f"{label} failed: {type(e).__name__}: {first_line(e)}",
                                   where=where, hint="report this with the model; export the PyTorch model instead") from e
 
     b.node = None

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
-from edgekit.errors import ConversionError, EdgekitError, UsageError
+from edgekit.errors import ConversionError, EdgekitError, UsageError, first_line
 
 __all__ = ["PassSpec", "PASSES", "STAGES", "module_name", "pipeline_problem", "pipeline_for", "run_pipeline",
            "stage_passes", "validate_selection"]
@@ -210,7 +210,7 @@ def run_pipeline(
         except EdgekitError:
             raise
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            first = first_line(e)
             raise ConversionError("rewrite", f"pass '{pass_id}' failed: {type(e).__name__}: {first}",
                                   hint=f"report it, or skip the pass with --skip-pass {pass_id}") from None
         applied.append(pass_id)

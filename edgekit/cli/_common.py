@@ -10,7 +10,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 
-from edgekit.errors import EdgekitError, Terminated, debug_enabled
+from edgekit.errors import EdgekitError, Terminated, debug_enabled, first_line
 
 # errno values that mean "the destination cannot be written", reported as one line naming the file
 _WRITE_ERRNOS = {"EROFS", "EACCES", "EPERM", "ENOSPC", "EDQUOT", "EFBIG"}
@@ -72,8 +72,7 @@ def handle_errors(fn: F) -> F:
 def _unexpected(e: BaseException) -> str:
     if debug_enabled():
         traceback.print_exc()
-    first = (str(e).strip().splitlines() or [""])[0][:300]
-    return (f"unexpected {type(e).__name__}: {first} (run with EDGEKIT_DEBUG=1 for the traceback "
+    return (f"unexpected {type(e).__name__}: {first_line(e)} (run with EDGEKIT_DEBUG=1 for the traceback "
             "and please report it)")
 
 
