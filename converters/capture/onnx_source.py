@@ -1,0 +1,104 @@
+"""An ``.onnx`` source: example inputs from the graph's inputs, onnxruntime on the file as the
+reference, and the torch module from the ONNX importer when a torch path (TFLite, CoreML)
+needs one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.bundle import sha256_file
+from edgekit.converters.capture.captured import STAGE, Captured
+from edgekit.converters.capture.finite_weights import check_finite_initializers
+from edgekit.converters.capture.naming import infer_task
+from edgekit.converters.capture.reference import onnx_reference
+from edgekit.converters.layouts import layout_for_rank
+from edgekit.errors import ConversionError, EdgekitError, UsageError, first_line
+
+__all__ = ["capture_onnx", "import_onnx_module"]
+
+
+def capture_onnx(path: Path, shapes: list | None, seed: int) -> Captured:
+    """The :class:`Captured` of an ``.onnx`` file; its ``module`` stays None until
+    :func:`import_onnx_module` (the task and output shapes come from one onnxruntime run)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        from edgekit.errors import InvalidModelFile
+
+        raise InvalidModelFile(path, f"not a readable ONNX model ({first_line(e)})") from None
+    check_finite_initializers(model, path)
+    init_names = {i.name for i in model.graph.initializer}
+    graph_inputs = [i for i in model.graph.input if i.name not in init_names]
+    arrays = _example_arrays(graph_inputs, shapes, seed, path)
+    import torch
+
+    inputs = tuple(torch.from_numpy(a) for a in arrays)
+    src = {"kind": "onnx", "ref": str(path), "sha256": sha256_file(path),
+           "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)}
+    out_names = [o.name for o in model.graph.output]
+    out_ranks = [len(o.type.tensor_type.shape.dim) for o in model.graph.output]
+    cap = Captured(
+        name=path.stem, module=None, example_inputs=inputs,
+        input_names=[vi.name for vi in graph_inputs], output_names=out_names,
+        input_layouts=[layout_for_rank(len(a.shape)) for a in arrays],
+        output_layouts=[layout_for_rank(r) for r in out_ranks],
+        task="other", source=src, onnx_path=path,
+    )
+    cap.reference = onnx_reference(path)
+    outs = cap.reference(arrays)
+    cap.task = infer_task(None, [tuple(a.shape) for a in arrays], [tuple(o.shape) for o in outs])
+    cap.output_layouts = [layout_for_rank(o.ndim) for o in outs]
+    cap.output_shapes = [tuple(o.shape) for o in outs]
+    return cap
+
+
+def _example_arrays(graph_inputs: list, shapes: list | None, seed: int, path: Path) -> list[np.ndarray]:
+    """Seeded random arrays for the graph's inputs: of ``shapes`` when given (each must fit the
+    input's static dimensions), else of the inputs' own shapes, which must then be static."""
+    np_dtypes = {1: np.float32, 10: np.float16, 11: np.float64, 7: np.int64, 6: np.int32, 2: np.uint8, 3: np.int8, 9: np.bool_}
+    if shapes and len(shapes) != len(graph_inputs):
+        raise UsageError(f"got {len(shapes)} --input-shape value(s), {path.name} takes {len(graph_inputs)} input(s)",
+                         where=path)
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for i, vi in enumerate(graph_inputs):
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if shapes:
+            if len(shapes[i]) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shapes[i])):
+                raise UsageError(f"--input-shape {list(shapes[i])} does not fit input '{vi.name}' of shape "
+                                 f"{[d if d is not None else '?' for d in dims]}", where=path)
+            dims = list(shapes[i])
+        if any(d is None or d < 1 for d in dims):
+            raise UsageError(f"input '{vi.name}' has a dynamic shape {[d if d else '?' for d in dims]}", where=path,
+                             hint="pass --input-shape for every input")
+        dt = np_dtypes.get(tt.elem_type)
+        if dt is None:
+            raise ConversionError(STAGE, f"input '{vi.name}' has an ONNX element type ({tt.elem_type}) edgekit cannot feed",
+                                  where=path)
+        arrays.append(rng.random(dims).astype(dt) if np.issubdtype(dt, np.floating) else rng.integers(0, 2, dims).astype(dt))
+    return arrays
+
+
+def import_onnx_module(cap: Captured) -> None:
+    """Fill ``cap.module`` from the ONNX importer (needed for ONNX → TFLite / CoreML)."""
+    if cap.module is not None or cap.onnx_path is None:
+        return
+    try:
+        from edgekit.converters.onnx_import import import_onnx
+    except ImportError as e:
+        raise ConversionError(STAGE, f"the ONNX importer is not available ({first_line(e)})", where=cap.onnx_path,
+                              hint="convert this .onnx to onnx only, or convert from the PyTorch model") from None
+    shapes = {name: tuple(t.shape) for name, t in zip(cap.input_names, cap.example_inputs)}
+    try:
+        imported = import_onnx(cap.onnx_path, input_shapes=shapes)
+    except EdgekitError:
+        raise
+    except Exception as e:
+        raise ConversionError(STAGE, f"importing the ONNX graph into torch failed ({type(e).__name__}: {first_line(e)})",
+                              where=cap.onnx_path) from None
+    cap.module = imported.module
