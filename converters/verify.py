@@ -39,7 +39,7 @@ from edgekit.converters.preprocess import FoldSpec, normalise
 from edgekit.preprocess import Preprocess
 
 __all__ = ["Tolerance", "TOLERANCES", "Case", "compare", "psnr", "top1", "tolerance_for", "make_cases",
-           "verify_artifact", "check_coreml_spec"]
+           "verify_artifact", "check_coreml_spec", "verify_stage", "metric_line"]
 
 
 @dataclass(frozen=True)
@@ -303,45 +303,13 @@ def verify_artifact(
     tol = tolerance_for("fp16" if approximate else precision, task)
     with tool_output():  # the runtimes' C++ start-up lines ("Created TensorFlow Lite XNNPACK delegate")
         session = loader(path)
-    outputs: dict[str, dict[str, Any]] = {}
-    failures: list[str] = []
-    agree = decisive = 0
     refs_cache = references if references is not None else [reference(c.source) for c in cases]
-    artifact_outs: list[list[np.ndarray]] = []
-    for case, refs in zip(cases, refs_cache):
-        feed = {spec.name: _as_input(a, getattr(spec, "dtype", None)) for spec, a in zip(session.inputs, case.artifact)}
-        got = session.run(feed)
-        got_list = [got[spec.name] for spec in session.outputs]
-        artifact_outs.append(got_list)
-        if len(got_list) != len(refs):
-            return _failed(f"the artifact has {len(got_list)} outputs, the source {len(refs)}", tol), session
-        for name, ref, out in zip(output_names, refs, got_list):
-            try:
-                m = compare(ref, out, name)
-            except ValueError as e:
-                return _failed(str(e), tol), session
-            m["case"] = case.name
-            if task == "super-resolve" and ref.ndim == 4:
-                m["psnr_db"] = psnr(ref, out, peak)
-            elif task == "decode-video" and ref.ndim == 5:
-                frames = frame_psnr(ref, out, peak)
-                m["psnr_db"] = min(frames)
-                m["worst_frame"] = int(np.argmin(frames))
-            if task == "classify" and ref.ndim == 2:
-                bound = 2 * tol.max_rel * m["ref_max_abs"]
-                a, d = top1(ref, out, bound)
-                agree, decisive = agree + a, decisive + d
-            _merge(outputs, name, m)
-    for name, m in outputs.items():
-        if not m["max_rel"] <= tol.max_rel:
-            w = m["worst"]
-            failures.append(f"output '{name}' max abs error {m['max_abs']:.3g} ({m['max_rel']:.2g} of max|source| "
-                            f"{m['ref_max_abs']:.3g}, allowed {tol.max_rel:g}) at {w['index']} on {m['worst_case']} "
-                            f"(artifact {w['artifact']:.6g} vs source {w['reference']:.6g})")
-        if not m["cosine"] >= tol.cosine:
-            failures.append(f"output '{name}' cosine {m['cosine']:.6f} < {tol.cosine} on {m['cosine_case']}")
-        if tol.psnr_db is not None and m.get("psnr_db") is not None and not m["psnr_db"] >= tol.psnr_db:
-            failures.append(f"output '{name}' PSNR {m['psnr_db']:.1f} dB < {tol.psnr_db} dB on {m['psnr_case']}")
+    try:
+        outputs, artifact_outs, (agree, decisive) = _run_cases(session, cases, refs_cache, output_names, task, tol,
+                                                                peak)
+    except _Mismatch as e:
+        return _failed(str(e), tol), session
+    failures = _failures(outputs, tol)
     metrics: dict[str, Any] = {}
     if failures and precision == "fp32" and reference64 is not None:
         cond = _float64_check(cases, refs_cache, artifact_outs, reference64, output_names, tol, task, peak)
@@ -370,6 +338,59 @@ def verify_artifact(
     if verification["reason"] is None:
         del verification["reason"]
     return verification, session
+
+
+class _Mismatch(Exception):
+    """The artifact's outputs do not even have the source's number or shapes."""
+
+
+def _run_cases(session: Any, cases: Sequence[Case], refs_cache: list[list[np.ndarray]], output_names: Sequence[str],
+               task: str, tol: Tolerance, peak: float) -> tuple[dict, list[list[np.ndarray]], tuple[int, int]]:
+    """Run every case; per output the worst metrics over cases (:func:`_merge`), the artifact's
+    outputs, and the classifier's (agreeing, decisive) top-1 counts."""
+    outputs: dict[str, dict[str, Any]] = {}
+    artifact_outs: list[list[np.ndarray]] = []
+    agree = decisive = 0
+    for case, refs in zip(cases, refs_cache):
+        feed = {spec.name: _as_input(a, getattr(spec, "dtype", None)) for spec, a in zip(session.inputs, case.artifact)}
+        got = session.run(feed)
+        got_list = [got[spec.name] for spec in session.outputs]
+        artifact_outs.append(got_list)
+        if len(got_list) != len(refs):
+            raise _Mismatch(f"the artifact has {len(got_list)} outputs, the source {len(refs)}")
+        for name, ref, out in zip(output_names, refs, got_list):
+            try:
+                m = compare(ref, out, name)
+            except ValueError as e:
+                raise _Mismatch(str(e)) from None
+            m["case"] = case.name
+            if task == "super-resolve" and ref.ndim == 4:
+                m["psnr_db"] = psnr(ref, out, peak)
+            elif task == "decode-video" and ref.ndim == 5:
+                frames = frame_psnr(ref, out, peak)
+                m["psnr_db"] = min(frames)
+                m["worst_frame"] = int(np.argmin(frames))
+            if task == "classify" and ref.ndim == 2:
+                a, d = top1(ref, out, 2 * tol.max_rel * m["ref_max_abs"])
+                agree, decisive = agree + a, decisive + d
+            _merge(outputs, name, m)
+    return outputs, artifact_outs, (agree, decisive)
+
+
+def _failures(outputs: dict[str, dict[str, Any]], tol: Tolerance) -> list[str]:
+    """One line per bound an output missed (worst case named)."""
+    failures = []
+    for name, m in outputs.items():
+        if not m["max_rel"] <= tol.max_rel:
+            w = m["worst"]
+            failures.append(f"output '{name}' max abs error {m['max_abs']:.3g} ({m['max_rel']:.2g} of max|source| "
+                            f"{m['ref_max_abs']:.3g}, allowed {tol.max_rel:g}) at {w['index']} on {m['worst_case']} "
+                            f"(artifact {w['artifact']:.6g} vs source {w['reference']:.6g})")
+        if not m["cosine"] >= tol.cosine:
+            failures.append(f"output '{name}' cosine {m['cosine']:.6f} < {tol.cosine} on {m['cosine_case']}")
+        if tol.psnr_db is not None and m.get("psnr_db") is not None and not m["psnr_db"] >= tol.psnr_db:
+            failures.append(f"output '{name}' PSNR {m['psnr_db']:.1f} dB < {tol.psnr_db} dB on {m['psnr_case']}")
+    return failures
 
 
 CONDITIONING_FACTOR = 10.0
@@ -473,3 +494,196 @@ def check_coreml_spec(path: Path, input_shapes: Sequence[tuple[int, ...]], input
         if spec["shape"] and list(spec["shape"]) != list(shape):
             problems.append(f"output '{spec['name']}' has shape {spec['shape']}, the source's is {list(shape)}")
     return problems
+
+
+# --------------------------------------------------------------------------------------------
+# The verify stage of a conversion
+
+
+def verify_stage(conv: Any, jobs: list[Any]) -> list[Any]:
+    """Give every exported job its manifest entry (``job.artifact``) and verify it (or record
+    that verification was turned off); ``job.status`` says how it went."""
+    import time
+
+    from edgekit.bundle import sha256_file
+    from edgekit.converters.bundle_stage import artifact_entry
+    from edgekit.converters.exporters.stage import artifact_size
+    from edgekit.converters.jobs import Event
+
+    for job in jobs:
+        if job.result is None:
+            continue
+        art = job.artifact = artifact_entry(conv, job)
+        st = job.status
+        if conv.options.verify:
+            conv.report(Event("verify", "start", job.format))
+            t0 = time.perf_counter()
+            _verify_job(conv, job)
+            secs = time.perf_counter() - t0
+            conv.stage_seconds[f"verify:{job.format}"] = secs
+            conv.report(Event("verify", {"passed": "done"}.get(st.status, st.status), job.format,
+                              st.reason or metric_line(art), secs))
+        else:
+            art.verification = {"status": "not-run", "reason": "verification disabled (--no-verify)"}
+            st.status, st.reason = "skipped", "verification disabled"
+        art.size_bytes = artifact_size(job.result.path)
+        art.sha256 = sha256_file(job.result.path)
+    return jobs
+
+
+def _verify_job(conv: Any, job: Any) -> None:
+    """Verify one artifact in place: fills ``art.verification`` (and the runtime's tensor
+    names), ``st.status``/``st.reason``/``st.latency_ms``."""
+    from edgekit.errors import EdgekitError, first_line
+    from edgekit.runtimes.host import is_macos
+
+    cap, fold, art, st, path = conv.captured, conv.fold, job.artifact, job.status, job.result.path
+    if job.format == "coreml":
+        _adopt_coreml_specs(art, path)
+        if not is_macos():
+            return _coreml_spec_only(conv, job)
+    cases = _cases(conv)
+    if job.format == "coreml" and fold is not None and fold.input_layout == "NHWC":  # CoreML images are NCHW
+        cases = [Case(c.name, c.source, [c.artifact[0].transpose(0, 3, 1, 2)]) for c in cases]
+    session = None
+    preprocess = cap.preprocess
+    peak = 2.0 if cap.task == "decode-video" else float(np.ptp(preprocess.get("value_range") or (0.0, 1.0))) or 1.0
+    try:
+        verification, session = verify_artifact(
+            path, cases, cap.reference, output_names=cap.output_names, precision=conv.options.precision,
+            task=cap.task, peak=peak, references=conv.shared["references"], reference64=cap.reference64,
+            loader=_layout_loader(art), approximate=[p for p in art.passes if p.startswith("approx_")])
+        _adopt_runtime_specs(art, _innermost(session))  # the artifact's own specs
+    except EdgekitError as e:
+        verification = {"status": "failed", "reason": f"the runtime cannot run it: {e}"}
+    except Exception as e:  # noqa: BLE001 - a runtime crash on this artifact fails this artifact only
+        verification = {"status": "failed", "reason": f"running it raised {type(e).__name__}: {first_line(e)}"}
+    art.verification = verification
+    st.status, st.reason = verification["status"], verification.get("reason")
+    if session is not None:
+        if st.status == "passed" and conv.options.bench_runs:
+            st.latency_ms = _latency(session, cases[0].artifact, conv.options.bench_runs)
+            art.extra["latency_ms_p50"] = st.latency_ms
+            art.extra["latency_host"] = _host_line(session)
+        session.close()
+
+
+def _cases(conv: Any) -> list[Case]:
+    """The verification cases and the source's outputs on them, made once per conversion."""
+    if "cases" not in conv.shared:
+        cap = conv.captured
+        example = [t.numpy() for t in cap.example_inputs]
+        conv.shared["cases"] = make_cases(
+            [tuple(t.shape) for t in cap.example_inputs], [a.dtype for a in example], task=cap.task,
+            preprocess=cap.preprocess, fold=conv.fold, example=example if conv.fold is None else None,
+            normal=conv.options.precision != "int8")  # int8 saturates outside its calibrated range
+        conv.shared["references"] = [cap.reference(c.source) for c in conv.shared["cases"]]
+    return conv.shared["cases"]
+
+
+def _coreml_spec_only(conv: Any, job: Any) -> None:
+    """Where CoreML cannot predict (not macOS): check the package's interface, record the skip."""
+    cap, art, st = conv.captured, job.artifact, job.status
+    problems = check_coreml_spec(job.result.path, [tuple(t.shape) for t in art.inputs], cap.input_names,
+                                 cap.output_names, [tuple(t.shape) for t in art.outputs],
+                                 image_input=conv.fold is not None)
+    if problems:
+        art.verification = {"status": "failed", "reason": "spec check: " + "; ".join(problems)}
+        st.status, st.reason = "failed", art.verification["reason"]
+        return
+    art.verification = {"status": "skipped", "reason": "CoreML prediction needs macOS",
+                        "spec_check": "passed: the package loads; inputs and outputs have the source's names and shapes"}
+    st.status, st.reason = "skipped", "CoreML prediction needs macOS (spec checked)"
+
+
+def _layout_loader(art: Any) -> Callable[[Path], Any] | None:
+    """A loader for verification that feeds and returns the source's layouts and float dtypes,
+    as a bundle session does (None: no change)."""
+    if not art.source_layouts and not art.extra.get("quantized_io"):
+        return None
+    from edgekit.runtimes.base import TensorSpec
+
+    layouts = {t.name: t.layout for t in (*art.inputs, *art.outputs)}
+
+    def load(path: Path) -> Any:
+        import edgekit
+        from edgekit.runtimes.bundle_session import source_io
+
+        inner = edgekit.load(path)
+        inner.inputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.inputs]
+        inner.outputs = [TensorSpec(t.name, t.shape, t.dtype, layouts.get(t.name, t.layout)) for t in inner.outputs]
+        return source_io(inner, art)
+
+    return load
+
+
+def _innermost(session: Any) -> Any:
+    while hasattr(session, "inner"):
+        session = session.inner
+    return session
+
+
+def _adopt_runtime_specs(art: Any, session: Any) -> None:
+    """Record the tensor names, shapes and dtypes the runtime reports (what a user feeds),
+    keeping the layouts known from the source."""
+    from edgekit.runtimes.base import TensorSpec
+
+    def merge(specs: list, runtime: list) -> list:
+        if len(specs) != len(runtime):
+            return specs
+        return [TensorSpec(r.name, tuple(r.shape), r.dtype, s.layout) for s, r in zip(specs, runtime)]
+
+    art.inputs = merge(art.inputs, list(session.inputs))
+    art.outputs = merge(art.outputs, list(session.outputs))
+
+
+def _adopt_coreml_specs(art: Any, path: Path) -> None:
+    """Record the package's own interface: an image input stays ``uint8`` NCHW; a classifier's
+    outputs are the label (``str``) and the probability dictionary (``dict``, keyed by label)."""
+    from edgekit.runtimes.base import TensorSpec
+    from edgekit.runtimes.coreml_spec import spec_io
+
+    try:
+        ins, outs = spec_io(path)
+    except Exception:  # noqa: BLE001 - the spec check reports an unreadable package
+        return
+    if any(o["kind"] in ("dictionary", "string") for o in outs):
+        art.outputs = [TensorSpec(o["name"], tuple(o["shape"]), o["dtype"], None) for o in outs]
+    layouts = [t.layout for t in art.inputs]
+    if len(ins) == len(layouts):
+        art.inputs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"], lay) for i, lay in zip(ins, layouts)]
+
+
+def _latency(session: Any, arrays: list, runs: int) -> float | None:
+    from edgekit.errors import EdgekitError
+    from edgekit.runtimes.bench import bench
+
+    feed = {spec.name: a for spec, a in zip(session.inputs, arrays)}
+    try:
+        return round(bench(session, warmup=3, runs=runs, feed=feed).p50_ms, 3)
+    except EdgekitError:
+        return None
+
+
+def _host_line(session: Any) -> str:
+    import platform
+
+    return f"{platform.machine()} {platform.system()}, {session.backend}/{session.placement.accelerator}, " \
+           f"{session.threads} thread(s)"
+
+
+def metric_line(art: Any) -> str:
+    """The artifact's verification in one line (``max abs 3e-06, 1-cos 1e-12, top-1 100%``), or
+    the reason it was not verified; ``edgekit convert`` prints it."""
+    v = art.verification
+    outs = v.get("outputs") or {}
+    if not outs:
+        return v.get("reason") or ""
+    name, m = next(iter(outs.items()))
+    cos = m["cosine"]
+    parts = [f"max abs {m['max_abs']:.2g}", f"1-cos {1 - cos:.1g}" if cos > 0.999999 else f"cos {cos:.6f}"]
+    if "psnr_db" in m:
+        parts.append(f"PSNR {m['psnr_db']:.1f} dB" if m["psnr_db"] != float("inf") else "PSNR inf")
+    if "top1_agreement" in v:
+        parts.append(f"top-1 {v['top1_agreement']:.0%}")
+    return ", ".join(parts)

@@ -144,12 +144,18 @@ def test_force_replaces_and_failure_keeps_old(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    # A failing conversion with --force leaves the old folder exactly as it was.
-    with pytest.raises(EdgekitError):
-        convert(f"{USER}:returns_none", formats="onnx", out=out, force=True)
+    # --force never replaces a folder holding a file edgekit did not write
+    with pytest.raises(UsageError, match="keep.txt"):
+        convert(f"{USER}:tiny_conv", formats="onnx", out=out, force=True)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
     r = convert(f"{USER}:tiny_conv", formats="onnx", out=out, force=True, bench_runs=0)
     assert r.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["edgekit.json", "model.onnx"]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # A failing conversion with --force leaves the old bundle exactly as it was.
+    with pytest.raises(EdgekitError):
+        convert(f"{USER}:returns_none", formats="onnx", out=out, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_all_formats_failing_writes_nothing(tmp_path):

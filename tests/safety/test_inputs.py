@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_bundle, one_line_error, run_cli
+from safety_cli import copy_bundle, one_line_error, run_cli
 
 import edgekit
 from edgekit.bundle import read_manifest
-from edgekit.errors import EdgekitError, InvalidModelFile
+from edgekit.errors import InvalidModelFile
 
 
 def _with_path(bundle: Path, tmp_path: Path, value) -> Path:
@@ -138,7 +137,6 @@ def test_deeply_nested_and_huge_manifests(tiny_bundle, tmp_path):
 
 # -- model files ----------------------------------------------------------------------------------
 def _onnx_with_bad_raw_data_wire_type(path: Path) -> Path:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from edgekit.runtimes.onnx_file import _encode_varint

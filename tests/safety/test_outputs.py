@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_bundle, one_line_error, run_cli
+from safety_cli import copy_bundle, one_line_error, run_cli
 
 import edgekit
 from edgekit._fs import fresh_path, is_partial, partial_path, reap_partials
