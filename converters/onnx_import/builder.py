@@ -420,14 +420,38 @@ def _static_input_shape(vi: Any, given: tuple | None, where: str) -> tuple[int, 
 
 
 def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, ops: dict[str, OpFn]) -> Built:
-    """Import ``model`` (an ``onnx.ModelProto`` with external data loaded) into a GraphModule."""
+    """Import ``model`` (an ``onnx.ModelProto`` with external data loaded) into a GraphModule:
+    initializers become constants, inputs placeholders, each node its op converter's result."""
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 7:
         raise ConversionError("import", f"the model uses ONNX opset {opset}; edgekit imports opset 7 and newer",
                               where=where, hint="re-export the model with opset ≥ 13")
     b = Builder(opset=opset)
+    values = _initializers(graph, where)
+    real_inputs = [vi for vi in graph.input if vi.name not in values]
+    shapes, examples = _placeholders(b, real_inputs, values, dict(input_shapes or {}), where)
+    for node in graph.node:
+        b.uses.update(n for n in node.input if n)
+    b.uses.update(o.name for o in graph.output)
+    for idx, node in enumerate(graph.node):
+        _convert_node(b, idx, node, values, ops, opset, where)
+    b.node = None
+    out_nodes = []
+    for o in graph.output:
+        if o.name not in values:
+            raise ConversionError("import", f"graph output '{o.name}' is not produced by any node", where=where)
+        out_nodes.append(b.fx_node(values[o.name]))
+    b.graph.output(out_nodes[0] if len(out_nodes) == 1 else tuple(out_nodes))
+    b.graph.eliminate_dead_code()
+    b.graph.lint()
+    gm = fx.GraphModule(b.root, b.graph, class_name="ImportedOnnx")
+    gm.eval()
+    return Built(module=gm, example_inputs=tuple(examples), input_names=[vi.name for vi in real_inputs],
+                 output_names=[o.name for o in graph.output], opset=opset, input_shapes=shapes)
 
+
+def _initializers(graph: Any, where: str) -> dict[str, Value]:
     values: dict[str, Value] = {}
     for init in graph.initializer:
         try:
@@ -436,10 +460,14 @@ def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, 
             raise ConversionError("import", f"initializer '{init.name}': {e.message}", where=where) from None
         except Exception as e:  # external data missing, truncated raw data, ...
             raise InvalidModelFile(where, f"initializer '{init.name}' cannot be read "
-                                          f"({type(e).__name__}: {' '.join(str(e).split())[:150]})") from None
+                                          f"({type(e).__name__}: {first_line(e, 150)})") from None
+    return values
 
-    input_shapes = dict(input_shapes or {})
-    real_inputs = [vi for vi in graph.input if vi.name not in values]
+
+def _placeholders(b: "Builder", real_inputs: list, values: dict[str, Value], input_shapes: dict[str, tuple],
+                  where: str) -> tuple[dict[str, tuple[int, ...]], list[torch.Tensor]]:
+    """A placeholder per graph input (static shapes: the model's or ``input_shapes``), and
+    seeded example inputs."""
     unknown = sorted(set(input_shapes) - {vi.name for vi in real_inputs})
     if unknown:
         raise UsageError(f"input_shapes names {unknown}, which the model does not have as inputs "
@@ -465,83 +493,66 @@ def build_module(model: Any, input_shapes: dict[str, tuple] | None, where: str, 
             examples.append(torch.rand(shape, generator=gen, dtype=torch.float32).to(dtype))
         else:
             examples.append(torch.zeros(shape, dtype=dtype))
+    return shapes, examples
 
-    for node in graph.node:
-        b.uses.update(n for n in node.input if n)
-    b.uses.update(o.name for o in graph.output)
 
-    for idx, node in enumerate(graph.node):
-        label = _node_label(idx, node)
-        domain = node.domain if node.domain not in ("", "ai.onnx") else ""
-        fn = ops.get(node.op_type) if domain == "" else None
-        if fn is None:
-            if domain == "com.microsoft":
-                hint = ("this is an onnxruntime contrib op, found in models saved after ORT graph optimisation; "
-                        "import the model as exported, or export the PyTorch model instead")
-            elif domain:
-                hint = "custom-domain ops are outside edgekit's importer; export the PyTorch model instead"
-            elif node.op_type in _NEWER_OPS:
-                hint = ("this op is new in opset 22+; re-export with opset 20 "
-                        "(torch.onnx.export(..., opset_version=20)), which writes it as basic ops")
-            elif node.op_type in ("If", "Loop", "Scan"):
-                hint = ("control flow is outside edgekit's importer; re-export with static shapes or fold the graph "
-                        "(e.g. onnxsim), or export the PyTorch model instead")
-            elif node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"):
-                hint = ("quantized ONNX graphs are outside edgekit's importer; import the float model and let "
-                        "edgekit quantize it for the target")
+def _unsupported_hint(node: Any, domain: str) -> str:
+    if domain == "com.microsoft":
+        return ("this is an onnxruntime contrib op, found in models saved after ORT graph optimisation; "
+                "import the model as exported, or export the PyTorch model instead")
+    if domain:
+        return "custom-domain ops are outside edgekit's importer; export the PyTorch model instead"
+    if node.op_type in _NEWER_OPS:
+        return ("this op is new in opset 22+; re-export with opset 20 "
+                "(torch.onnx.export(..., opset_version=20)), which writes it as basic ops")
+    if node.op_type in ("If", "Loop", "Scan"):
+        return ("control flow is outside edgekit's importer; re-export with static shapes or fold the graph "
+                "(e.g. onnxsim), or export the PyTorch model instead")
+    if node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"):
+        return ("quantized ONNX graphs are outside edgekit's importer; import the float model and let "
+                "edgekit quantize it for the target")
+    return ("this op is outside edgekit's importer (see edgekit.converters.onnx_import.SUPPORTED_OPS); "
+            "export the PyTorch model instead, or convert to ONNX only")
+
+
+def _convert_node(b: "Builder", idx: int, node: Any, values: dict[str, Value], ops: dict[str, OpFn], opset: int,
+                  where: str) -> None:
+    """Run one node's op converter; its outputs join ``values``. Every failure names the node."""
+    label = _node_label(idx, node)
+    domain = node.domain if node.domain not in ("", "ai.onnx") else ""
+    fn = ops.get(node.op_type) if domain == "" else None
+    if fn is None:
+        raise ConversionError("import", f"{label}: op not supported (opset {opset})", where=where,
+                              hint=_unsupported_hint(node, domain))
+    try:
+        ins: list[Value | None] = []
+        for n in node.input:
+            if not n:
+                ins.append(None)
+            elif n not in values:
+                raise NodeError(f"input '{n}' is not produced by any earlier node (graph not in topological order?)")
             else:
-                hint = ("this op is outside edgekit's importer (see edgekit.converters.onnx_import.SUPPORTED_OPS); "
-                        "export the PyTorch model instead, or convert to ONNX only")
-            raise ConversionError("import", f"{label}: op not supported (opset {opset})", where=where, hint=hint)
-        try:
-            ins: list[Value | None] = []
-            for n in node.input:
-                if not n:
-                    ins.append(None)
-                elif n not in values:
-                    raise NodeError(f"input '{n}' is not produced by any earlier node (graph not in topological order?)")
-                else:
-                    ins.append(values[n])
-            b.node, b.node_index, b._attrs = node, idx, _attributes(node)
-            outs = fn(b, *ins)
-            if not isinstance(outs, (list, tuple)):
-                outs = [outs]
-            for i, name in enumerate(node.output):
-                if not name:
-                    continue
-                if i >= len(outs) or outs[i] is None:
-                    if b.uses[name]:
-                        raise NodeError(f"output {i} ('{name}') is not supported by edgekit's importer")
-                    continue
-                values[name] = outs[i]
-        except NodeError as e:
-            raise ConversionError("import", f"{label}: {e.message}", where=where,
-                                  hint=e.hint or "export the PyTorch model instead") from e
-        except EdgekitError:
-            raise
-        except Exception as e:  # a converter bug or an input it did not foresee: still name the node
-            raise ConversionError("import", f"{label} failed: {type(e).__name__}: {first_line(e)}",
-                                  where=where, hint="report this with the model; export the PyTorch model instead") from e
-
-    b.node = None
-    out_nodes = []
-    for o in graph.output:
-        if o.name not in values:
-            raise ConversionError("import", f"graph output '{o.name}' is not produced by any node", where=where)
-        out_nodes.append(b.fx_node(values[o.name]))
-    b.graph.output(out_nodes[0] if len(out_nodes) == 1 else tuple(out_nodes))
-    b.graph.eliminate_dead_code()
-    b.graph.lint()
-    gm = fx.GraphModule(b.root, b.graph, class_name="ImportedOnnx")
-    gm.eval()
-    return Built(
-        module=gm,
-        example_inputs=tuple(examples),
-        input_names=[vi.name for vi in real_inputs],
-        output_names=[o.name for o in graph.output],
-        opset=opset,
-        input_shapes=shapes,
-    )
+                ins.append(values[n])
+        b.node, b.node_index, b._attrs = node, idx, _attributes(node)
+        outs = fn(b, *ins)
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        for i, name in enumerate(node.output):
+            if not name:
+                continue
+            if i >= len(outs) or outs[i] is None:
+                if b.uses[name]:
+                    raise NodeError(f"output {i} ('{name}') is not supported by edgekit's importer")
+                continue
+            values[name] = outs[i]
+    except NodeError as e:
+        raise ConversionError("import", f"{label}: {e.message}", where=where,
+                              hint=e.hint or "export the PyTorch model instead") from e
+    except EdgekitError:
+        raise
+    except Exception as e:  # a converter bug or an input it did not foresee: still name the node
+        raise ConversionError("import", f"{label} failed: {type(e).__name__}: {first_line(e)}",
+                              where=where, hint="report this with the model; export the PyTorch model instead") from e
 
 
 def prod(xs: Any) -> int:
