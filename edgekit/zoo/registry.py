@@ -145,10 +145,11 @@ def pickled_code_refusal(e: BaseException) -> str | None:
     text = str(e)
     if not isinstance(e, pickle.UnpicklingError) and "weights only load failed" not in text.lower():
         return None
-    m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"[Uu]nsupported (?:global|operand)[: ]+([^\s]+)", text)
-    what = f" ({m.group(1)})" if m else ""
-    return (f"refused: the file holds pickled Python objects{what}, and unpickling them could run arbitrary code; "
-            "edgekit loads only tensors")
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if m is None:  # the unpickler met bytes that are not a pickle at all (garbage, truncation): not code
+        return None
+    return (f"refused: the file holds pickled Python objects ({m.group(1)}), and unpickling them could run "
+            "arbitrary code; edgekit loads only tensors")
 
 
 def load_weights(model: Any, path: str | Path, *, where: str | None = None) -> Any:
@@ -181,7 +182,11 @@ def load_weights(model: Any, path: str | Path, *, where: str | None = None) -> A
             raise ZooError(refused, where=path, hint=PICKLE_HINT) from None
         from edgekit.errors import first_line
 
-        raise ZooError(f"cannot read weights ({first_line(e)})", where=path, hint=PICKLE_HINT) from None
+        detail = first_line(e)
+        if "weights only load failed" in str(e).lower():  # torch's first line is about its own defaults
+            detail = "not a PyTorch checkpoint: " + (str(e).split("WeightsUnpickler error:")[-1].split("Check the")[0]
+                                                     .strip() or "the unpickler stopped")
+        raise ZooError(f"cannot read weights ({detail})", where=path, hint=PICKLE_HINT) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
