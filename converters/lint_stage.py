@@ -34,17 +34,19 @@ def lint_stage(conv: Conversion, jobs: list[Job]) -> list[Job]:
         if covered and job.format not in covered:
             art.lint = {"target": target, "skipped": f"the {target} profile covers {', '.join(covered)} artifacts"}
             continue
-        art.lint = _verdict(lint, path, profile, target)
+        art.lint = _verdict(lint, path, profile, target, art.passes, conv.not_applied)
         s = art.lint
         conv.report(Event("lint", "failed" if "error" in s else "done", job.format, _line(s)))
     return jobs
 
 
-def _verdict(lint: Any, path: Any, profile: Any, target: str) -> dict[str, Any]:
+def _verdict(lint: Any, path: Any, profile: Any, target: str, applied: list[str],
+             declined: dict[str, str]) -> dict[str, Any]:
     from edgekit.errors import EdgekitError
+    from edgekit.lint import reconcile_fixes
 
     try:
-        report = lint(path, profile)
+        report = reconcile_fixes(lint(path, profile), applied, declined)
     except EdgekitError as e:
         return {"target": target, "error": str(e)}
     s = report.summary

@@ -26,8 +26,10 @@ def register(app: typer.Typer) -> None:
     @app.command("lint")
     @handle_errors
     def lint(
-        model: Optional[Path] = typer.Argument(None, help="A .tflite, .onnx or .mlpackage file (from any tool)."),
-        target: str = typer.Option("generic-npu", "--target", "-t", help="Target profile (see --list-targets)."),
+        model: Optional[Path] = typer.Argument(None, help="A .tflite, .onnx or .mlpackage file (from any tool), or "
+                                                        "an edgekit bundle folder (each artifact is linted)."),
+        target: Optional[str] = typer.Option(None, "--target", "-t", help="Target profile (see --list-targets; "
+                                             "default: a bundle's own target, else generic-npu)."),
         json_out: bool = typer.Option(False, "--json", help="Print findings, summary and target as JSON."),
         show_all: bool = typer.Option(False, "--all", help="List every finding (default: the first 8 of each group)."),
         strict: bool = typer.Option(False, "--strict", help="Fail (exit 3) on warnings too."),
@@ -46,19 +48,56 @@ def register(app: typer.Typer) -> None:
             return
         if model is None:
             raise UsageError("missing MODEL", hint="usage: edgekit lint MODEL [--target NAME], or --list-targets")
-        profile = load_target(target)
-        from edgekit.lint import lint as run_lint
+        from edgekit.bundle import is_bundle
 
-        report = run_lint(model, profile)
-        failed = not report.passed or (strict and report.warnings)
-        if json_out:
-            print_json({**report.to_dict(), "target": profile.to_dict()})
+        if is_bundle(model):
+            reports, profile = _lint_bundle(model, target)
         else:
-            _render(report, profile, show_all)
-        if failed:
-            s = report.summary
+            from edgekit.lint import lint as run_lint
+
+            profile = load_target(target or "generic-npu")
+            reports = [run_lint(model, profile)]
+        if json_out:
+            payload = [{**r.to_dict(), "target": profile.to_dict()} for r in reports]
+            print_json(payload[0] if len(payload) == 1 and not is_bundle(model) else payload)
+        else:
+            for report in reports:
+                _render(report, profile, show_all)
+        bad = [r for r in reports if not r.passed or (strict and r.warnings)]
+        if bad:
+            s = bad[0].summary
+            where = bad[0].path if len(reports) > 1 else model
             raise LintFailed(f"fails {profile.name}: {s['errors']} error(s), {s['warnings']} warning(s)"
-                             + (" (--strict)" if report.passed else ""), where=model)
+                             + (" (--strict)" if bad[0].passed else "")
+                             + (f"; {len(bad)} of {len(reports)} artifacts fail" if len(reports) > 1 else ""),
+                             where=where)
+
+
+def _lint_bundle(folder: Path, target: str | None) -> tuple[list[Any], Any]:
+    """Lint each artifact of a bundle against ``target`` (default: the bundle's own), with the
+    fixes reconciled with what its conversion did (a pass that declined says why)."""
+    from edgekit._fs import contained_path
+    from edgekit.bundle import MANIFEST_NAME, read_manifest
+    from edgekit.lint import lint as run_lint, reconcile_fixes
+    from edgekit.lint.readers import LINT_FORMATS
+    from edgekit.targets import load_target
+
+    manifest = read_manifest(folder)
+    convert = manifest.extra.get("convert") or {}
+    profile = load_target(target or convert.get("target") or "generic-npu")
+    declined = convert.get("passes_not_applied") or {}
+    reports = []
+    for art in manifest.artifacts:
+        path = contained_path(folder, art.path, folder / MANIFEST_NAME, "artifact path")
+        if path.suffix.lower() not in LINT_FORMATS or (profile.formats and art.format not in profile.formats):
+            continue
+        reports.append(reconcile_fixes(run_lint(path, profile), art.passes, declined))
+    if not reports:
+        from edgekit.errors import UsageError
+
+        raise UsageError(f"no artifact of this bundle is a format {profile.name} covers ({', '.join(profile.formats)})",
+                         where=folder, hint="pick another --target")
+    return reports, profile
 
 
 def _groups(findings: list[Any]) -> list[tuple[tuple[str, str, str], list[Any]]]:

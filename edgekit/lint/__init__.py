@@ -147,6 +147,25 @@ class LintReport:
                 "notes": list(self.notes)}
 
 
+def reconcile_fixes(report: LintReport, applied: Iterable[str] = (), declined: dict[str, str] | None = None) -> LintReport:
+    """Make the proposed fixes agree with what a conversion already did (its manifest): a pass
+    that ran and declined is not proposed again — the finding says why it declined; a pass that
+    ran and still left the finding is named as such. ``applied``: passes that ran on the
+    artifact; ``declined``: pass id → the reason it did not apply. Changes ``report`` in place."""
+    declined = dict(declined or {})
+    applied = set(applied)
+    for f in report.findings:
+        if f.fix_pass in declined:
+            f.advice = f"{f.fix_pass} was tried and did not apply: {declined[f.fix_pass]}"
+            f.details["declined_pass"] = f.fix_pass
+            f.fix_pass = None
+        elif f.fix_pass in applied:
+            f.advice = f"{f.fix_pass} ran on this artifact and left this op (a form it does not recognise)"
+            f.details["applied_pass"] = f.fix_pass
+            f.fix_pass = None
+    return report
+
+
 def lint(path: str | os.PathLike, target: str | TargetProfile = DEFAULT_TARGET) -> LintReport:
     """Check the model at ``path`` against ``target`` (a name or a loaded profile).
 
