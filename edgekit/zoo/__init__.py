@@ -17,28 +17,47 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import ZooError
+from edgekit.zoo.cards import build_index, card_from_dict, load_index
 from edgekit.zoo.registry import WEIGHTS_DIR, ModelCard, all_entries, get_entry, load_weights, register_model
 
 __all__ = ["list_models", "create", "example_inputs", "card", "default_config", "register_model", "ModelCard"]
 
 
 def list_models(task: str | None = None) -> list[str]:
-    """Names of every registered model, sorted; only those of ``task`` when given."""
-    return sorted(n for n, e in all_entries().items() if task is None or e.card.task == task)
+    """Names of every registered model, sorted; only those of ``task`` when given (from the card
+    index, without importing torch)."""
+    index = load_index()
+    if index is None:
+        return sorted(n for n, e in all_entries().items() if task is None or e.card.task == task)
+    return sorted(n for n, e in index.items() if task is None or e["card"]["task"] == task)
+
+
+def _indexed(name: str) -> dict[str, Any]:
+    index = load_index()
+    if index is None:
+        return {"card": get_entry(name).card.to_dict(), "config": None}
+    if name not in index:
+        import difflib
+
+        close = difflib.get_close_matches(name, index, n=3)
+        raise ZooError(f"unknown zoo model '{name}'",
+                       hint=f"did you mean {', '.join(close)}?" if close else "see `edgekit zoo list`")
+    return index[name]
 
 
 def card(name: str) -> ModelCard:
-    return get_entry(name).card
+    """The model card of ``name`` (from the card index: no torch needed)."""
+    index = load_index()
+    return get_entry(name).card if index is None else card_from_dict(_indexed(name)["card"])
 
 
 def default_config(name: str) -> dict[str, Any]:
     """The options ``create(name, **cfg)`` accepts, with their defaults (from the factory's
-    signature), e.g. ``{"width_mult": 1.0, "num_classes": 1000, "dropout": 0.2}``."""
-    import inspect
-
-    params = inspect.signature(get_entry(name).factory).parameters.values()
-    return {p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in params
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    signature, recorded in the card index), e.g. ``{"width_mult": 1.0, "num_classes": 1000}``."""
+    entry = _indexed(name)
+    if entry["config"] is not None:
+        return dict(entry["config"])
+    return build_index()[name]["config"]
 
 
 def create(name: str, pretrained: bool = False, weights: str | Path | None = None, **cfg: Any):
