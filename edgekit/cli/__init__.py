@@ -16,7 +16,7 @@ app = typer.Typer(
     name="edgekit",
     help="Put efficient vision models on devices: convert, rewrite for NPUs, verify, lint, run.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -39,6 +39,44 @@ def _root(
 
 for _name in COMMANDS:
     importlib.import_module(f"edgekit.cli.{_name}").register(app)
+
+
+# Metavars for option values, by option name (the rest: the option's name in capitals).
+_METAVARS = {"out": "DIR", "output": "FILE", "input": "FILE", "record": "OUT.mp4", "snapshot": "OUT.png",
+             "weights": "FILE", "target": "NAME", "threads": "N", "runs": "N", "warmup": "N", "frames": "N",
+             "bench_runs": "N", "seed": "N", "to": "FORMATS", "passes": "IDS", "skip_pass": "ID",
+             "input_shape": "SHAPE", "precision": "fp32|fp16|int8", "input_layout": "NCHW|NHWC",
+             "backend": "NAME", "accelerator": "NAME", "task": "TASK", "mean": "M,M,M", "std": "S,S,S"}
+
+
+def _tidy(command) -> None:
+    """Help text without type annotations: flags show no metavar, options a word for their value
+    (``--out DIR``), arguments their name."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            param.metavar = _METAVARS.get(param.name, param.name.upper())
+        if param.param_type_name == "argument":  # the name says it all: no type column
+            param.display_type_rich = lambda ctx: None
+    help_option = command.get_help_option
+
+    def get_help_option(ctx, _original=help_option):
+        option = _original(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _tidy(sub)
+
+
+def command():
+    """The click command behind ``edgekit`` (with tidy help)."""
+    cmd = typer.main.get_command(app)
+    _tidy(cmd)
+    return cmd
 
 
 def _kinds(exc: BaseException) -> set[str]:
@@ -67,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:  # not the main thread (an embedding host): leave signals to it
         pass
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = command().main(args=argv, prog_name="edgekit", standalone_mode=False)
     except SystemExit as e:
         code = e.code
     except Terminated:

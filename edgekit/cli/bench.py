@@ -27,7 +27,10 @@ def register(app: typer.Typer) -> None:
                                           help="Feed from a .npy/.npz/image (default: random data of the input spec)."),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
-        """Time MODEL: p50/p90/p99/mean latency, load time and peak RSS on one backend."""
+        """Time MODEL: p50/p90/p99/mean latency, load time and peak RSS on one backend.
+
+        Example: edgekit bench sr/ --threads 2 --runs 100 --json
+        """
         import edgekit
 
         feed = None

@@ -56,7 +56,10 @@ def register(app: typer.Typer) -> None:
         bench_runs: int = typer.Option(10, "--bench-runs", help="Timed runs for the latency column (0: none)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
     ) -> None:
-        """Convert a model to ONNX / TFLite / CoreML, verify every artifact, write a bundle."""
+        """Convert a model to ONNX / TFLite / CoreML, verify every artifact, write a bundle.
+
+        Example: edgekit convert quicksrnet_small_x2 --pretrained --to onnx,tflite --target generic-npu --out sr/
+        """
         from edgekit.converters.api import convert as run_convert
         from edgekit.converters.capture import parse_shape
 

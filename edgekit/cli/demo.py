@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
 
         Keys: q/Esc quit, space pause, s snapshot PNG, v switch view. Without a display (or with
         --headless) it records to ./edgekit-demo.mp4, and the virtual camera stops after 150 frames.
+
+        Example: edgekit demo upscale --source 0 --record out.mp4
         """
         from edgekit.apps.camera.app import DemoInterrupted, DemoOptions, run_demo
         from edgekit.apps.camera.sources import parse_size

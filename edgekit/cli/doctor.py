@@ -13,7 +13,10 @@ def register(app: typer.Typer) -> None:
     @app.command("doctor")
     @handle_errors
     def doctor(json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
-        """Check Python, NumPy, CPU features, backends, accelerators and cameras; name fixes for known-bad setups."""
+        """Check Python, NumPy, CPU features, backends, accelerators and cameras; name fixes for known-bad setups.
+
+        Example: edgekit doctor --json
+        """
         from edgekit.doctor import diagnose
 
         report = diagnose()

@@ -23,7 +23,10 @@ def register(app: typer.Typer) -> None:
         no_placement: bool = typer.Option(False, "--no-placement",
                                           help="Do not open TFLite models with LiteRT to count XNNPACK ops."),
     ) -> None:
-        """Show format, size, inputs/outputs, op histogram, max rank and (TFLite) XNNPACK coverage."""
+        """Show format, size, inputs/outputs, op histogram, max rank and (TFLite) XNNPACK coverage.
+
+        Example: edgekit inspect sr/model.tflite --json
+        """
         from edgekit.inspect import inspect_model
 
         info = inspect_model(model, placement=not no_placement)

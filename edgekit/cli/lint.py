@@ -35,7 +35,10 @@ def register(app: typer.Typer) -> None:
         strict: bool = typer.Option(False, "--strict", help="Fail (exit 3) on warnings too."),
         list_targets: bool = typer.Option(False, "--list-targets", help="List the target profiles and exit."),
     ) -> None:
-        """Check a model against an accelerator's rules; every violation, with the pass that fixes it."""
+        """Check a model against an accelerator's rules; every violation, with the pass that fixes it.
+
+        Example: edgekit lint model.tflite --target edgetpu
+        """
         from edgekit.errors import LintFailed, UsageError
         from edgekit.targets import list_targets as names, load_target
 

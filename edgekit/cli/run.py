@@ -31,7 +31,10 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         force: bool = typer.Option(False, "--force", help="Replace an existing --output file (never the input)."),
     ) -> None:
-        """Run MODEL once on INPUT; print output names, shapes, ranges, latency (and top-5 for classifiers)."""
+        """Run MODEL once on INPUT; print output names, shapes, ranges, latency (and top-5 for classifiers).
+
+        Example: edgekit run sr/ --input photo.png --output big.png
+        """
         import edgekit
         from edgekit._fs import checked_output_file
 

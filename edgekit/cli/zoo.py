@@ -36,7 +36,10 @@ def list_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print every model's full card as JSON."),
     task: str | None = typer.Option(None, "--task", help=f"Only models of this task ({', '.join(TASKS)})."),
 ) -> None:
-    """List the zoo's models: name, task, input, parameters, MACs and whether weights ship."""
+    """List the zoo's models: name, task, input, parameters, MACs and whether weights ship.
+
+    Example: edgekit zoo list --task super-resolve
+    """
     from edgekit import zoo
 
     if task is not None and task not in TASKS:
@@ -73,7 +76,10 @@ def info_cmd(
     name: str = typer.Argument(..., help="A zoo model name (see `edgekit zoo list`)."),
     json_out: bool = typer.Option(False, "--json", help="Print the card as JSON."),
 ) -> None:
-    """Show a model's card: paper, task, input and output, preprocessing, size, license, weights."""
+    """Show a model's card: paper, task, input and output, preprocessing, size, license, weights.
+
+    Example: edgekit zoo info mobilenet_v3_small
+    """
     data = _card_json(name)
     if json_out:
         print_json(data)

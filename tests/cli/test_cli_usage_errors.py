@@ -35,3 +35,27 @@ def test_version(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith("edgekit ")
+
+
+def _all_commands():
+    from edgekit.cli import command
+
+    root = command()
+    out = []
+    for name, cmd in root.commands.items():
+        subs = getattr(cmd, "commands", None)
+        out += [[name, sub] for sub in subs] if subs else [[name]]
+    return out
+
+
+@pytest.mark.parametrize("path", _all_commands(), ids=lambda p: " ".join(p))
+def test_every_command_help_has_an_example_and_clean_metavars(path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgekit", *path, "--help"], capture_output=True, text=True,
+                       timeout=120, env={**__import__("os").environ, "COLUMNS": "120"})
+    assert r.returncode == 0, r.stderr
+    assert "Example: edgekit " + " ".join(path) in r.stdout, r.stdout
+    for raw in ("<bool>", "<str>", "<path>", "<int>", "list[str]", "issue "):
+        assert raw not in r.stdout, (raw, r.stdout)
