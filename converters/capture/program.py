@@ -12,6 +12,7 @@ from edgekit.converters.capture.captured import STAGE, Captured
 from edgekit.converters.capture.onnx_source import import_onnx_module
 from edgekit.converters.capture.user_code import user_location
 from edgekit.converters.preprocess import FoldSpec, fold_module
+from edgekit.converters.exporters import tool_output
 from edgekit.errors import ConversionError, first_line
 
 __all__ = ["export_program", "explain_export_error"]
@@ -64,7 +65,8 @@ def export_program(cap: Captured, fold: FoldSpec | None = None, *, for_image_inp
     wrapper = _NamedIO.wrap(module, cap.input_names, cap.output_names)
     kwargs = dict(zip(cap.input_names, inputs))
     try:
-        with _quiet_torch_logs():
+        # torch prints the partial graph of a failed trace to stderr: the one-line error says it better
+        with _quiet_torch_logs(), tool_output():
             program = torch.export.export(wrapper, (), kwargs=kwargs, strict=False)
     except Exception as e:
         raise explain_export_error(e, cap) from None

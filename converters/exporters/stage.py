@@ -42,8 +42,15 @@ def export_stage(conv: Conversion, jobs: list[Job]) -> list[Job]:
         conv.stage_seconds[f"export:{job.format}"] = secs
         conv.report(Event("export", "done", job.format, human_size(size), secs))
     if not any(j.alive for j in jobs):
-        raise ConversionError("export", "no format could be exported: " + "; ".join(str(j.error) for j in jobs))
+        raise ConversionError("export", "no format could be exported: " + "; ".join(_reason(j.error) for j in jobs))
     return jobs
+
+
+def _reason(e: EdgekitError) -> str:
+    """An error's text without its own stage tag (the joined message carries one)."""
+    text = str(e)
+    stage = getattr(e, "stage", None)
+    return text.replace(f"[{stage}] ", "", 1) if stage else text
 
 
 def _export_one(conv: Conversion, job: Job) -> Any:

@@ -93,3 +93,19 @@ def test_non_empty_out_needs_force(tmp_path):
     for _ in range(2):  # into the now empty folder, then over the bundle it holds
         r = _run(f"{USER}:tiny_conv", "--to", "onnx", "--out", str(out), "--force", "-q", "--bench-runs", "0")
         assert r.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["edgekit.json", "model.onnx"]
+
+
+def test_an_untraceable_model_is_one_line_without_a_graph_dump(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "ctl.py"
+    src.write_text("import torch\n\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                   "        if x.sum() > 0:\n            return x * 2\n        return x - 1\n\n"
+                   "def build():\n    return M(), (torch.rand(1, 3, 8, 8),)\n")
+    r = subprocess.run([sys.executable, "-m", "edgekit", "convert", f"{src}:build", "--to", "onnx", "--out",
+                        str(tmp_path / "o")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1
+    assert "def forward" not in r.stdout + r.stderr and "torch.ops.aten" not in r.stdout + r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("edgekit: error:")]
+    assert len(errors) == 1 and "ctl.py:5" in errors[0] and "data-dependent control flow" in errors[0]

@@ -164,4 +164,5 @@ def test_all_formats_failing_writes_nothing(tmp_path):
         convert(f"{USER}:upsample3d", formats="coreml", out=out)
     text = _one_line(info.value)
     assert text.startswith("[export] no format could be exported") and "upsample_nearest3d" in text
+    assert text.count("[export]") == 1, text  # the stage is named once
     _no_leftovers(out)
