@@ -92,6 +92,7 @@ PASSES: dict[str, PassSpec] = {
     "pixel_shuffle_to_depth_to_space": PassSpec("program", after={
         "fold_batchnorm": "a BatchNorm between the conv and the shuffle hides the conv whose output channels this pass permutes",
         "pixel_shuffle_3d_to_4d": "pixel_shuffle_3d_to_4d leaves per-frame pixel_shuffle ops for this pass to take",
+        "repeat_interleave_to_4d": "a channel repeat before a shuffle becomes a one-hot 1×1 conv there, which this pass then permutes in place",
     }),
     "mean_to_avgpool": PassSpec("program", after={
         "static_shapes": "the pool's kernel is the static H × W",
@@ -105,6 +106,21 @@ PASSES: dict[str, PassSpec] = {
     "prelu_restore": PassSpec("program"),
     "resize_nearest_no_half_pixel": PassSpec("tflite"),
     "relu_0_to_1_decompose": PassSpec("tflite"),
+    "slice_assign_to_concat": PassSpec("program", after={
+        "static_shapes": "the block a write covers is located with static shapes",
+    }),
+    "repeat_interleave_to_4d": PassSpec("program", after={
+        "static_shapes": "the repeat factors are read from static shapes",
+        "frames_to_batch": "frames_to_batch folds the 5-D repeats of a video graph into frames; this pass takes the 4-D ones",
+    }),
+    "high_rank_views_to_4d": PassSpec("program", after={
+        "static_shapes": "the view chains are simulated on static shapes",
+        "pixel_shuffle_3d_to_4d": "a 3-D pixel shuffle's rank-6/8 chain becomes per-frame shuffles there, not a transpose here",
+        "frames_to_batch": "frames_to_batch folds the rank-5 views of a video graph into frames; this pass takes what is left",
+        "repeat_interleave_to_4d": "a repeat spelled with rank-5/6 expands becomes a resize or one-hot conv there, not concatenated copies here",
+        "pixel_shuffle_to_depth_to_space": "a pixel shuffle spelled as a rank-6 view chain becomes DEPTH_TO_SPACE there, not a rank-4 transpose here",
+        "pixel_shuffle_to_transpose_conv": "a pixel shuffle spelled as a rank-6 view chain becomes TRANSPOSE_CONV there, not a rank-4 transpose here",
+    }),
     "nhwc_boundary": PassSpec("program", ("tflite",), after={
         "frames_to_batch": "it moves C last on the per-frame (T, C, H, W) interface frames_to_batch makes; before it, a 5-D interface stays channels-first",
     }),

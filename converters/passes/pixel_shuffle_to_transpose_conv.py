@@ -10,6 +10,12 @@ After::
     z = conv_transpose2d(y, W, stride=r)               # W: (C·r², C, r, r)
     W[c·r²+i·r+j, c, i, j] = 1, every other weight 0
 
+The shuffle is recognised by what it computes (``pixel_shuffle``, or view/permute/reshape chains
+that move data the same way, in any channel order of the block: see
+``pixel_shuffle_to_depth_to_space.find_shuffles``, which solves ``z = DCR(y[:, π], r)``); the
+channel order ``π`` goes into the one-hot weights, ``W[π[(i·r+j)·C+c], c, i, j] = 1``, so no
+producer has to change.
+
 With kernel = stride the output blocks do not overlap, so each output element is one input
 element times 1 plus zeros: the same value, exactly, for finite inputs (an inf or NaN input
 would spread NaN through the zero weights, as 0·inf is NaN). TRANSPOSE_CONV is native on the
@@ -24,50 +30,51 @@ from typing import Any
 
 import torch
 
-from edgekit.converters.passes import _fx
+from edgekit.converters.passes import _custom_ops, _fx
+from edgekit.converters.passes.pixel_shuffle_to_depth_to_space import find_shuffles
 
 __all__ = ["check", "rewrite", "one_hot_kernel"]
 
-_SHUFFLE = torch.ops.aten.pixel_shuffle.default
 
-
-def one_hot_kernel(channels_in: int, r: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The (C·r², C, r, r) transposed-conv weight that performs pixel_shuffle(r)."""
+def one_hot_kernel(channels_in: int, r: int, dtype: torch.dtype = torch.float32, perm: Any = None) -> torch.Tensor:
+    """The (C·r², C, r, r) transposed-conv weight that performs ``DCR(y[:, perm], r)``; the default
+    ``perm`` is pixel_shuffle(r)'s CRD order."""
     c = channels_in // (r * r)
+    perm = _custom_ops.dcr_channel_perm(channels_in, r).tolist() if perm is None else [int(p) for p in perm]
     w = torch.zeros(channels_in, c, r, r, dtype=dtype)
     for ch in range(c):
         for i in range(r):
             for j in range(r):
-                w[ch * r * r + i * r + j, ch, i, j] = 1
+                w[perm[(i * r + j) * c + ch], ch, i, j] = 1
     return w
 
 
-def _shuffles(program: torch.export.ExportedProgram) -> list[torch.fx.Node]:
-    out = []
-    for n in program.graph_module.graph.nodes:
-        if n.op == "call_function" and n.target == _SHUFFLE and len(_fx.node_shape(n.args[0]) or ()) == 4 \
-                and int(n.args[1]) >= 2:
-            out.append(n)
-    return out
-
-
 def check(program: torch.export.ExportedProgram) -> str | None:
-    return None if _shuffles(program) else "the model has no 4-D pixel_shuffle with block size ≥ 2"
+    found, skipped = find_shuffles(program)
+    if found:
+        return None
+    return ("no pixel shuffle it can take: " + "; ".join(skipped)) if skipped else \
+        "the model has no 4-D pixel shuffle with block size ≥ 2"
 
 
 class _ToTransposeConv(_fx.Retracer):
     def __init__(self, program: torch.export.ExportedProgram):
         super().__init__(program)
-        self.names = {n.name for n in _shuffles(program)}
+        found, _ = find_shuffles(program)
+        self.first = {sh.chain[0].name: sh for sh in found}
+        self.rest = {u.name: sh for sh in found for u in sh.chain[1:]}
 
     def handle(self, node: torch.fx.Node, args: tuple, kwargs: dict) -> Any:
-        if node.name not in self.names:
-            return NotImplemented
-        y = self.resolve(args[0])
-        r = int(args[1])
-        cin = int(y.shape[1])
-        w = self.const(f"one_hot_{cin}_{r}_{y.dtype}", lambda: one_hot_kernel(cin, r, y.dtype))
-        return torch.ops.aten.conv_transpose2d.input(y, w, None, [r, r])
+        if node.name in self.first:
+            sh = self.first[node.name]
+            y = self.resolve(args[0])
+            cin = int(y.shape[1])
+            w = self.const(f"one_hot.{sh.end.name}", lambda: one_hot_kernel(cin, sh.r, y.dtype, sh.perm))
+            self.cache[("tconv", sh.end.name)] = out = torch.ops.aten.conv_transpose2d.input(y, w, None, [sh.r, sh.r])
+            return out if len(sh.chain) == 1 else None
+        if node.name in self.rest:
+            return self.cache[("tconv", node.name)] if node.name == self.rest[node.name].end.name else None
+        return NotImplemented
 
 
 def rewrite(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:

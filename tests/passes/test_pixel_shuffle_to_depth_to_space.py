@@ -1,13 +1,15 @@
-"""pixel_shuffle_to_depth_to_space: conv → pixel_shuffle becomes conv (channels permuted CRD → DCR)
-→ edgekit.depth_to_space, exact, and each format emits its native depth-to-space op."""
+"""pixel_shuffle_to_depth_to_space: any pixel shuffle (every spelling) becomes edgekit.depth_to_space
+with its producers' channels permuted CRD → DCR (or a 1×1 permutation conv where they cannot be),
+exact, and each format emits its native depth-to-space op."""
 
 import numpy as np
 import pytest
 import torch
 
-from edgekit.converters.passes import _custom_ops
+from edgekit.converters.passes import _custom_ops, _fx
 from edgekit.converters.passes import pixel_shuffle_to_depth_to_space as P
-from _models2d import AnchoredShuffle, ConvShuffle, GroupedShuffle, ShuffleNoConv, export, ops, run, tflite_ops
+from _models2d import AnchoredShuffle, ConvShuffle, export, ops, run, tflite_ops
+from _sr_variants import GATHERED, PERMUTED, SPELLINGS, ShuffleHead, make
 from numeric import Bound, assert_close, assert_matches
 
 pytestmark = pytest.mark.numeric
@@ -72,15 +74,107 @@ def test_input_program_is_not_mutated():
     assert ops(ep) == before
 
 
-@pytest.mark.parametrize("model,reason", [(ShuffleNoConv(), "not produced by a conv2d"),
-                                          (GroupedShuffle(), "grouped"),
-                                          (torch.nn.Conv2d(3, 3, 1), "no pixel_shuffle")])
-def test_not_applied_with_reason(model, reason):
-    x = torch.randn(1, 8 if isinstance(model, GroupedShuffle) else 3, 4, 4) if not isinstance(model, ShuffleNoConv) \
-        else torch.randn(1, 12, 4, 4)
+@pytest.mark.parametrize("producer", PERMUTED + GATHERED)
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_every_spelling_after_every_producer(producer, spelling):
+    """Recognised by what it computes: the same DEPTH_TO_SPACE whatever spells the shuffle; the
+    producers are permuted where a walk back through channel-wise ops reaches convs, else one 1×1
+    permutation conv is added (none for an already-DCR rearrange). Bit-identical either way."""
+    model, x = make(producer, spelling, r=2, seed=len(producer) + len(spelling))
+    ep = export(model, x)
+    graph = str(ep.graph)
+    assert P.check(ep) is None
+    assert str(ep.graph) == graph, "check must not change the program"
+    (sh,), skipped = P.find_shuffles(ep)
+    assert skipped == [] and sh.r == 2
+    out = P.rewrite(ep)
+    before, after = ops(ep), ops(out)
+    assert after[D2S] == 1 and after[PS] == 0
+    assert not {k for k in after if "permute" in k or "view" in k or "reshape" in k or "transpose" in k}, after
+    assert _fx.max_rank(out) == 4
+    extra = 0 if sh.identity or producer in PERMUTED else 1
+    assert after["aten.conv2d.default"] == before["aten.conv2d.default"] + extra, (before, after)
+    if not sh.identity:
+        assert (sh.region is not None) == (producer in PERMUTED), sh.gather_why
+    with torch.no_grad():
+        for inp in (x, x * 1e3, torch.zeros_like(x), -x):
+            assert_close(run(out, inp), model(inp), Bound.exact(), f"{producer}/{spelling}")
+
+
+@pytest.mark.parametrize("r,shape", [(3, (1, 4, 4, 5)), (4, (2, 4, 3, 3)), (2, (3, 4, 7, 2))])
+@pytest.mark.parametrize("spelling", ["functional", "view6", "transposed_block"])
+def test_block_sizes_and_shapes(r, shape, spelling):
+    torch.manual_seed(r)
+    model = ShuffleHead("prelu", spelling, r=r).eval()
+    x = torch.randn(*shape)
+    out = P.rewrite(export(model, x))
+    assert ops(out)[D2S] == 1
+    with torch.no_grad():
+        assert_close(run(out, x), model(x), Bound.exact(), f"r={r} {shape}")
+
+
+@pytest.mark.parametrize("producer,why", [("input", "graph input"), ("grouped", "grouped"),
+                                          ("shared", "also used by"), ("concat", "mixes or moves channels")])
+def test_gather_conv_names_why_producers_stay(producer, why):
+    model, x = make(producer, "functional")
+    (sh,), _ = P.find_shuffles(export(model, x))
+    assert sh.region is None and why in sh.gather_why, sh.gather_why
+
+
+class NotADepthToSpace(torch.nn.Module):
+    """Views that move data but are no depth-to-space: H and W swapped, and a space-to-depth."""
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        return x.view(b, c, h, w, 1, 1).permute(0, 1, 3, 2, 4, 5).reshape(b, c, w, h), torch.pixel_unshuffle(x, 2)
+
+
+class Shuffle3dInput(torch.nn.Module):
+    def forward(self, x):  # pixel_shuffle of an unbatched (C, H, W) tensor
+        return torch.nn.functional.pixel_shuffle(x[0], 2)
+
+
+@pytest.mark.parametrize("model,x,reason", [
+    (torch.nn.Conv2d(3, 3, 1), torch.randn(1, 3, 4, 4), "the model has no pixel shuffle"),
+    (NotADepthToSpace(), torch.randn(1, 4, 4, 6), "the model has no pixel shuffle"),
+    (Shuffle3dInput(), torch.randn(1, 8, 4, 4), "pixel_shuffle: not on a 4-D tensor"),
+])
+def test_not_applied_with_reason(model, x, reason):
     ep = export(model.eval(), x)
+    graph = str(ep.graph)
     why = P.check(ep)
     assert why is not None and reason in why, why
+    assert str(ep.graph) == graph
+
+
+@pytest.mark.parametrize("producer,spelling", [("prelu", "view6"), ("input", "functional"), ("residual", "nhwc")])
+def test_variants_through_tflite_and_onnx(producer, spelling, tmp_path):
+    """The rewritten variants as artifacts: DEPTH_TO_SPACE / DepthToSpace(DCR), no TRANSPOSE in
+    TFLite's body and no Transpose/Reshape in ONNX, matching the source."""
+    litert_torch = pytest.importorskip("litert_torch")
+    ort = pytest.importorskip("onnxruntime")
+    from edgekit.converters.passes import nhwc_boundary, prelu_restore
+
+    model, x = make(producer, spelling, seed=5)
+    out = P.rewrite(export(model, x))
+    prog = prelu_restore.rewrite(out) if producer == "prelu" else out
+    onnx = torch.onnx.export(prog, (x,), dynamo=True, custom_translation_table=_custom_ops.onnx_translations())
+    kinds = [n.op_type for n in onnx.model.graph]
+    assert kinds.count("DepthToSpace") == 1 and "Transpose" not in kinds and "Reshape" not in kinds, kinds
+    onnx.save(str(tmp_path / "m.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    with torch.no_grad():
+        assert_matches(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0], model, x, what="onnx")
+    _custom_ops.register_litert()
+    module = nhwc_boundary.rewrite(prog).module()
+    module.training = False
+    xn = x.permute(0, 2, 3, 1).contiguous()
+    edge = litert_torch.convert(module, (xn,))
+    edge.export(str(tmp_path / "m.tflite"))
+    names = tflite_ops(tmp_path / "m.tflite")
+    assert names.count("DEPTH_TO_SPACE") == 1 and "TRANSPOSE" not in names and "RESHAPE" not in names, names
+    with torch.no_grad():
+        assert_matches(np.asarray(edge(xn)).transpose(0, 3, 1, 2), model, x, what="tflite")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +258,7 @@ def test_frame_gather_moves_before_depth_to_space(tmp_path):
     ep = export(model, x)
     # "before": the same rewrite without the frame-gather move
     variants = {"before": P._Rewriter(ep, move_gathers=False).export(), "after": P.rewrite(ep)}
-    assert list(P.frame_gathers(ep, {s.name for _, s, _ in P.matches(ep)[0]}).values())[0][0][1:] == (0, 1)
+    assert list(P.frame_gathers(ep, {s.end.name: s.r for s in P.find_shuffles(ep)[0]}).values())[0][0][1:] == (0, 1)
     assert ops(variants["before"])[D2S] == 2 and ops(variants["after"])[D2S] == 1
     _custom_ops.register_litert()
     xn = x.permute(0, 2, 3, 1).contiguous()

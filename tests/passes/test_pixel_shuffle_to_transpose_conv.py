@@ -7,6 +7,7 @@ import torch
 
 from edgekit.converters.passes import nhwc_boundary, pixel_shuffle_to_transpose_conv as T
 from _models2d import ConvShuffle, export, ops, run, tflite_ops
+from _sr_variants import SPELLINGS, make
 from numeric import Bound, assert_close, fp32_bound
 
 pytestmark = pytest.mark.numeric
@@ -45,3 +46,28 @@ def test_tflite_transpose_conv(tmp_path):
 
 def test_not_applied_without_shuffle():
     assert T.check(export(torch.nn.Conv2d(3, 3, 1).eval(), torch.randn(1, 3, 4, 4))) is not None
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+@pytest.mark.parametrize("producer", ["conv", "input"])
+def test_every_spelling_becomes_one_transposed_conv(spelling, producer):
+    """The channel order of whatever spells the shuffle goes into the one-hot weights."""
+    model, x = make(producer, spelling, r=2, seed=3)
+    ep = export(model, x)
+    assert T.check(ep) is None
+    out = T.rewrite(ep)
+    after = ops(out)
+    assert after["aten.conv_transpose2d.input"] == 1 and after["aten.pixel_shuffle.default"] == 0
+    assert not {k for k in after if "permute" in k or "view" in k or "reshape" in k}, after
+    with torch.no_grad():
+        for inp in (x, x * 1e6, -x):
+            assert_close(run(out, inp), model(inp), Bound.exact(), spelling)
+
+
+def test_not_a_shuffle_is_left_with_reason():
+    class Unshuffle(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.pixel_shuffle(x[0], 2)
+
+    why = T.check(export(Unshuffle().eval(), torch.randn(1, 8, 4, 4)))
+    assert why is not None and "not on a 4-D tensor" in why, why
