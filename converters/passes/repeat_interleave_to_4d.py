@@ -128,9 +128,10 @@ def find_repeats(program: torch.export.ExportedProgram) -> tuple[list[Repeat], l
             found.append(match)
             continue
         first = next(u for u in whole if u.target in _REPEAT_OPS)
-        src = _fx.node_shape(first.args[0]) or ()
-        skipped.append(f"{first.name}: repeats a rank-{len(src)} tensor (only 4-D)" if len(src) != 4 else
-                       f"{first.name}: its view chain is not a repeat of a 4-D tensor along its own axes")
+        src = len(_fx.node_shape(first.args[0]) or ())
+        ends4 = len(_fx.node_shape(x0) or ()) == len(_fx.node_shape(whole[-1]) or ()) == 4
+        skipped.append(f"{first.name}: its view chain is not a repeat of a 4-D tensor along its own axes" if ends4
+                       else f"{first.name}: repeats a rank-{src} tensor (only 4-D)")
     return found, skipped
 
 

@@ -163,6 +163,8 @@ def _functional(n: torch.fx.Node, gm: torch.fx.GraphModule) -> tuple[Write | Non
 
 def _inplace(n: torch.fx.Node, gm: torch.fx.GraphModule) -> tuple[Write | None, str | None]:
     base, chain = _view_root(n.args[0])
+    if not chain and n.target is not aten.index_put_.default:
+        return None, None  # an in-place op on a whole tensor: not a partial write
     if base.op == "placeholder":
         return None, f"{n.name}: writes into the graph input {base.name}"
     shape = _fx.node_shape(base)
@@ -172,8 +174,6 @@ def _inplace(n: torch.fx.Node, gm: torch.fx.GraphModule) -> tuple[Write | None, 
         if chain:
             return None, f"{n.name}: index_put into a view"
         return _index_put(n, base, gm, True)
-    if not chain:
-        return None, None  # an in-place op on a whole tensor: not a partial write
     box = _box(shape, _views.simulate(shape, chain)[-1])
     if box is None:
         return None, f"{n.name}: writes into {chain[-1].name}, a view that is not a block of {base.name} (strided or reordered)"
@@ -287,6 +287,17 @@ class _Rewrite(_fx.Retracer):
             new = new.to(view.dtype)
         return broadcast_by_concat(new, view.shape)
 
+    def _unviewed(self, node: torch.fx.Node, shape: list[int]) -> torch.Tensor | None:
+        """The value of ``node`` before reshapes that only dropped unit dims, when it had ``shape``
+        (export views index_put's values to the indexed shape; undone, no reshape pair is left,
+        which a channels-last backend would turn into two TRANSPOSEs)."""
+        while node.op == "call_function" and node.target in (aten.view.default, aten.reshape.default,
+                                                             aten._unsafe_view.default):
+            node = node.args[0]
+            if _fx.node_shape(node) == tuple(shape) and node in self.env:
+                return self.resolve(self.env[node])
+        return None
+
     def _refresh(self, base: torch.fx.Node) -> None:
         """Views of ``base`` already computed are remade from its new value (aliasing, as eager)."""
         for v in self._views_of(base):
@@ -314,9 +325,10 @@ class _Rewrite(_fx.Retracer):
             return new
         if w.index is not None:
             dim, pos = w.index
-            values = self.resolve(args[2])
             sel = list(base.shape)
             sel[dim] = len(pos)
+            values = self._unviewed(node.args[2], sel) if isinstance(node.args[2], torch.fx.Node) else None
+            values = self.resolve(args[2]) if values is None else values
             values = broadcast_by_concat(values.to(base.dtype) if values.dtype != base.dtype else values, sel)
             base_new = put_index(base, values, dim, pos)
             if w.inplace:
