@@ -17,10 +17,19 @@ step  what           rule
                      ``crop``: centre crop to the model's aspect ratio, then resize to ``h x w``;
                      ``stretch``: resize to ``h x w`` (aspect not kept);
                      ``pad``: resize to fit inside ``h x w`` keeping the aspect, centre it, fill the
-                     rest with 0 (letterbox). A model of any size (dynamic ``H``/``W``) takes the
-                     image as it is. Crop and pad offsets: ``(W - cw) // 2``; lengths
+                     rest with 0 (letterbox);
+                     ``native``: the image keeps its size and the model runs at it
+                     (:class:`edgekit.tiling.ImageRunner`: as declared when its ``H``/``W`` are
+                     dynamic, else with the runtime's input resized when the session can and the
+                     outputs scale, else in ``h x w`` tiles overlapping by the receptive field);
+                     ``tile``: the image keeps its size and always runs in tiles.
+                     ``native`` and ``tile`` keep the size only for a caller that runs any size
+                     (``any_size=True``); one input of the model's own size (verification's
+                     photo case, int8 calibration, a model that can be neither resized nor
+                     tiled) is cut as by ``crop``. A model of any size (dynamic ``H``/``W``) takes
+                     the image as it is. Crop and pad offsets: ``(W - cw) // 2``; lengths
                      ``floor(x + 0.5)`` (not banker's rounding), at least 1.
-                     Default policy by task: classify ``crop``, super-resolve ``crop``, others
+                     Default policy by task: classify ``crop``, super-resolve ``native``, others
                      ``stretch``; the manifest's ``preprocess.resize`` overrides it.
 3     resize         area average (box filter over the exact source footprint) when the output is
                      no larger than the input in both directions, else bilinear with half-pixel
@@ -62,11 +71,12 @@ import numpy as np
 
 from edgekit.errors import UsageError
 
-__all__ = ["Preprocess", "RESIZE_POLICIES", "DEFAULT_POLICY", "resize", "crop_box", "guess_layout", "image_layout",
-           "LUMA"]
+__all__ = ["Preprocess", "RESIZE_POLICIES", "SIZE_KEEPING", "DEFAULT_POLICY", "resize", "crop_box", "guess_layout",
+           "image_layout", "LUMA"]
 
-RESIZE_POLICIES = ("crop", "stretch", "pad")
-DEFAULT_POLICY = {"classify": "crop", "super-resolve": "crop"}  # every other task: stretch
+RESIZE_POLICIES = ("crop", "stretch", "pad", "native", "tile")
+SIZE_KEEPING = ("native", "tile")  # the image keeps its size when the caller runs any size
+DEFAULT_POLICY = {"classify": "crop", "super-resolve": "native"}  # every other task: stretch
 LUMA = (0.299, 0.587, 0.114)  # BT.601
 IMAGE_LAYOUTS = ("NCHW", "NHWC", "CHW", "HWC")
 
@@ -275,16 +285,24 @@ class Preprocess:
             raise UsageError("preprocess has a zero std or an empty value_range", hint="fix edgekit.json")
         return (hi - lo) / 255.0 / std, (lo - mean) / std
 
+    @property
+    def keeps_size(self) -> bool:
+        """The policy keeps the image's size (``native``, ``tile``) for a caller that runs any size."""
+        return self.policy in SIZE_KEEPING
+
     # -- the steps --------------------------------------------------------------------------------------
-    def geometry(self, image: np.ndarray) -> tuple[np.ndarray, str | None]:
-        """Steps 2–3: the image at the model's size (uint8 ``H x W x C``) and what was done."""
-        if self.size is None:
+    def geometry(self, image: np.ndarray, any_size: bool = False) -> tuple[np.ndarray, str | None]:
+        """Steps 2–3: the image at the size the model runs it (uint8 ``H x W x C``) and what was
+        done. ``any_size``: the caller runs the model at any input size
+        (:class:`edgekit.tiling.ImageRunner`), so ``native``/``tile`` keep the image as it is;
+        without it they cut one input of the model's size, as ``crop``."""
+        if self.size is None or (any_size and self.keeps_size):
             return image, None
         out_h, out_w = self.size
         h, w = image.shape[:2]
         if (h, w) == (out_h, out_w):
             return image, None
-        if self.policy == "crop":
+        if self.policy in ("crop", *SIZE_KEEPING):
             y0, x0, ch, cw = crop_box(h, w, out_h, out_w)
             img = image[y0:y0 + ch, x0:x0 + cw]
             text = f"centre crop {w}x{h} -> {cw}x{ch}, " if (ch, cw) != (h, w) else ""
@@ -325,11 +343,12 @@ class Preprocess:
             x = x[None]
         return np.ascontiguousarray(x)
 
-    def to_tensor(self, image: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """An ``H x W x 3`` uint8 RGB image → the model's input tensor, and notes on what was done."""
+    def to_tensor(self, image: np.ndarray, any_size: bool = False) -> tuple[np.ndarray, list[str]]:
+        """An ``H x W x 3`` uint8 RGB image → the model's input tensor, and notes on what was done
+        (``any_size`` as in :meth:`geometry`)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise UsageError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {list(image.shape)}")
-        img, note = self.geometry(image)
+        img, note = self.geometry(image, any_size)
         return self.encode(img), self.describe(note)
 
     def describe(self, geometry_note: str | None = None) -> list[str]:

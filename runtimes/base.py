@@ -6,6 +6,17 @@ arrays, ``placement`` tells where it actually ran. Backends subclass :class:`Ses
 implement ``_run`` (and ``_close``); feed validation, single-input calls and context-manager
 use live here once.
 
+Other input sizes. ``run`` takes the shapes the input specs accept: static dims as declared,
+dynamic dims (a name or None) any size. :meth:`Session.output_shapes_for` asks whether the
+session can run other shapes and what it then returns; :meth:`Session.resizable` is the yes/no
+of it for one input. Backends answer from the runtime: onnxruntime runs a dynamic model once on
+zeros of the shape (a model may still refuse sizes its dims allow) and never resizes a
+declared-static dim; LiteRT resizes the interpreter's input (``resize_tensor_input``) and
+allocates, in a separate interpreter per size (cached), even for declared-static dims — many
+fully convolutional graphs run so, graphs whose shapes are constants (a reshape, a resize to a
+fixed size) refuse or keep their old output shape, which the caller checks. A shape answered
+yes is accepted by ``run`` from then on.
+
 Example::
 
     >>> import edgekit, numpy as np
@@ -119,6 +130,42 @@ class Session:
             raise UsageError("this session is closed", where=self.path, hint="open a new one with edgekit.load")
         return self._run(self._check_feed(feed))
 
+    def output_shapes_for(self, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, tuple[Dim, ...]] | None:
+        """The output shapes of a run on inputs of ``input_shapes`` (every input name → a
+        shape of ints), or None when this session cannot run them (see the module docstring).
+        Answers are cached per shape; once answered, ``run`` accepts feeds of these shapes.
+        Output dims the backend cannot tell without the data stay symbolic (a name or None)."""
+        index = self._index()
+        shapes = {str(n): tuple(int(d) for d in s) for n, s in input_shapes.items()}
+        if set(shapes) != set(index):
+            raise FeedError(f"output_shapes_for needs a shape for every input ({', '.join(map(repr, index))}), "
+                            f"got {', '.join(map(repr, shapes)) or 'none'}", where=self.path)
+        key = tuple(shapes[n] for n in index)
+        answers = self.__dict__.setdefault("_shape_answers", {})
+        if key not in answers:
+            ranks_ok = all(len(shapes[n]) == index[n].rank and min(shapes[n], default=1) >= 0 for n in index)
+            out = self._output_shapes(shapes) if ranks_ok else None
+            answers[key] = None if out is None else {k: tuple(v) for k, v in out.items()}
+            if out is not None:
+                extra = self.__dict__.setdefault("_extra_shapes", {})
+                for n, shape in shapes.items():
+                    if not index[n].accepts_shape(shape):
+                        extra.setdefault(n, set()).add(shape)
+        found = answers[key]
+        return None if found is None else dict(found)
+
+    def resizable(self, shape: Sequence[int], name: str | None = None) -> bool:
+        """Whether input ``name`` (the only input when None) can be fed at ``shape``: its spec
+        accepts it, or the backend can resize the runtime's input to it
+        (:meth:`output_shapes_for`, which also says what the outputs then are)."""
+        if len(self.inputs) != 1:
+            raise FeedError(f"resizable() answers for single-input models; this one takes {len(self.inputs)}",
+                            where=self.path, hint="use output_shapes_for() with a shape for every input")
+        spec = self.inputs[0]
+        if name is not None and name != spec.name:
+            raise FeedError(f"unknown input {name!r} (the model takes {spec.name!r})", where=self.path)
+        return self.output_shapes_for({spec.name: shape}) is not None
+
     def __call__(self, *arrays: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
         """Positional call: ``session(x)`` for a single-input model returns its single output
         (or the output dict when there are several)."""
@@ -147,6 +194,21 @@ class Session:
         return f"<{type(self).__name__} {self.path.name} [{ins}] on {self.placement}>"
 
     # -- shared helpers ----------------------------------------------------------------------
+    def _output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[Dim, ...]] | None:
+        """Backend hook of :meth:`output_shapes_for`: here, the declared output shapes when every
+        input spec accepts its shape (dynamic dims stay symbolic), else None. Backends that can
+        learn more (run the model, allocate for the shape, resize the runtime's input) override it."""
+        index = self._index()
+        if not all(index[n].accepts_shape(s) for n, s in shapes.items()):
+            return None
+        return {s.name: tuple(s.shape) for s in self.outputs}
+
+    def _index(self) -> dict[str, TensorSpec]:
+        index = self.__dict__.get("_input_index")
+        if index is None:
+            index = self._input_index = {s.name: s for s in self.inputs}
+        return index
+
     def _check_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate names, shapes and dtypes; raise one FeedError naming every problem.
 
@@ -171,9 +233,8 @@ class Session:
     def _check_feed_slow(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not isinstance(feed, Mapping):
             raise FeedError(f"feed must be a dict of input name to array, got {type(feed).__name__}", where=self.path)
-        index = self.__dict__.get("_input_index")
-        if index is None:
-            index = self._input_index = {s.name: s for s in self.inputs}
+        index = self._index()
+        extra = self.__dict__.get("_extra_shapes") or {}
         problems = []
         missing = [n for n in index if n not in feed]
         unknown = [n for n in feed if n not in index]
@@ -189,7 +250,7 @@ class Session:
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
             if arr.dtype.name != spec.dtype:
                 problems.append(f"input '{name}' has dtype {arr.dtype.name}, the model wants {spec.dtype}")
-            elif not spec.accepts_shape(arr.shape):
+            elif not spec.accepts_shape(arr.shape) and tuple(arr.shape) not in extra.get(name, ()):
                 problems.append(f"input '{name}' has shape {list(arr.shape)}, the model wants {list(spec.shape)}")
             checked[name] = arr
         if problems:

@@ -280,6 +280,9 @@ class _Wrapper(Session):
     def _close(self) -> None:
         self.inner.close()
 
+    def _output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[Dim, ...]] | None:
+        return self.inner.output_shapes_for(shapes)  # same names and shapes on both sides
+
 
 class QuantizedIOSession(_Wrapper):
     """A session on an int8 (or uint8/int16) artifact that takes and returns float32 like its
@@ -345,6 +348,18 @@ class LayoutSession(_Wrapper):
             known = {c: d for c, d in zip(parse_layout(src), shape) if len(c) == 1 and isinstance(d, int)}
             maps[spec.name] = LayoutMap(spec.layout, src, known)
         return TensorSpec(spec.name, shape, spec.dtype, src)
+
+    def _output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[Dim, ...]] | None:
+        try:
+            inner = {k: (self._to_artifact[k].shape(v) if k in self._to_artifact else v) for k, v in shapes.items()}
+        except (FeedError, UsageError):  # a shape the layouts cannot map (a folded dim that does not divide)
+            return None
+        if not all(all(isinstance(d, int) for d in v) for v in inner.values()):
+            return None
+        out = self.inner.output_shapes_for(inner)
+        if out is None:
+            return None
+        return {k: (self._to_source[k].shape(v) if k in self._to_source else v) for k, v in out.items()}
 
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         to_artifact = self._to_artifact

@@ -20,6 +20,16 @@ is left on the builtin CPU kernels while a delegate was asked for.
 
 Run path: ``set_tensor``/``invoke``/``get_tensor`` on cached tensor indices, the same calls a
 bare interpreter loop makes (see ``benchmarks/runtime_overhead.py``).
+
+Other input sizes: a feed whose shape differs from the declared one (dynamic dims, or a size
+:meth:`~edgekit.runtimes.base.Session.output_shapes_for` accepted) runs on an interpreter of its
+own, made once per size with ``resize_tensor_input`` and allocated again, and kept
+(:data:`SIZES_KEPT` of them, least recently used dropped); the declared-size interpreter is never
+touched, so a size LiteRT refuses leaves the session as it was. Declared-static dims are resized
+too, but only through ``output_shapes_for``: LiteRT runs many fully convolutional graphs at
+other sizes (XNNPACK re-plans convolutions and transposed convolutions); a graph that holds its
+size in constants (a reshape, a resize to a fixed size) fails to allocate or keeps its output
+shape, and ``edgekit.tiling`` then runs the image in tiles instead.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +49,10 @@ from edgekit.errors import BackendUnavailable, EdgekitError, InvalidModelFile, U
 from edgekit.runtimes.base import Placement, Session, TensorSpec
 from edgekit.runtimes.modelfile import read_model
 
-__all__ = ["FORMATS", "available", "open_session", "LiteRTSession", "runtime_package"]
+__all__ = ["FORMATS", "available", "open_session", "LiteRTSession", "runtime_package", "SIZES_KEPT"]
 
 FORMATS = ("tflite",)
+SIZES_KEPT = 3  # interpreters kept for input sizes other than the declared one
 _EDGETPU = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
 
 
@@ -150,6 +162,8 @@ class LiteRTSession(Session):
                 raise BackendUnavailable(f"cannot load the TFLite delegate '{library}' ({first_line(e)})",
                                          where=path, hint="install the delegate's runtime library, or use "
                                          "accelerator='auto'") from None
+        self._module, self._kwargs, self._library, self._delegate_options = module, kwargs, library, delegate_options
+        self._sized: OrderedDict[tuple[tuple[int, ...], ...], Any] = OrderedDict()
         native_log: list[str] = []
         try:
             with _native_stderr_filtered(native_log):
@@ -162,7 +176,7 @@ class LiteRTSession(Session):
                                    hint="check `edgekit inspect` for unsupported ops, or re-export the model") from None
         if native_log:
             sys.stderr.write("\n".join(native_log) + "\n")
-        self._interp = interp
+        self._interp = self._primary = interp
         try:
             in_details, out_details = interp.get_input_details(), interp.get_output_details()
         except (ValueError, RuntimeError) as e:  # UnicodeDecodeError is a ValueError
@@ -172,6 +186,7 @@ class LiteRTSession(Session):
         self._in = [(d["index"], d["name"]) for d in in_details]
         self._out = [(d["index"], d["name"]) for d in out_details]
         self._shapes = {d["name"]: tuple(int(x) for x in d["shape"]) for d in in_details}
+        self._declared = tuple(self._shapes[name] for _, name in self._in)
         self.info = info
         accel_name = library or ("none (builtin CPU kernels)" if accelerator.lower() in ("none", "cpu") else "XNNPACK")
         self.placement = _placement(interp, n_before, accel_name, library, self.runtime)
@@ -188,8 +203,8 @@ class LiteRTSession(Session):
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         interp = self._interp
         for _, name in self._in:
-            if feed[name].shape != self._shapes[name]:  # new sizes for dynamic dims
-                self._resize(feed)
+            if feed[name].shape != self._shapes[name]:  # another size: its own interpreter
+                interp = self._switch(tuple(tuple(feed[n].shape) for _, n in self._in))
                 break
         for index, name in self._in:
             interp.set_tensor(index, feed[name])
@@ -199,19 +214,56 @@ class LiteRTSession(Session):
             raise EdgekitError(f"LiteRT failed to run it: {first_line(e)}", where=self.path) from None
         return {name: interp.get_tensor(index) for index, name in self._out}
 
-    def _resize(self, feed: dict[str, np.ndarray]) -> None:
-        """Resize every input to the feed's shapes and allocate again (before any set_tensor:
-        allocation may move the input buffers)."""
-        for index, name in self._in:
-            self._interp.resize_tensor_input(index, list(feed[name].shape), strict=True)
-            self._shapes[name] = tuple(feed[name].shape)
+    def _switch(self, key: tuple[tuple[int, ...], ...]) -> Any:
+        """Make the interpreter for input shapes ``key`` the current one (``self._interp``)."""
+        interp = self._primary if key == self._declared else self._at(key)
+        self._interp = interp
+        self._shapes = {name: shape for (_, name), shape in zip(self._in, key)}
+        return interp
+
+    def _at(self, key: tuple[tuple[int, ...], ...]) -> Any:
+        """The interpreter for input shapes ``key`` (not the declared ones), made and allocated
+        once and kept (least recently used dropped beyond :data:`SIZES_KEPT`)."""
+        interp = self._sized.get(key)
+        if interp is not None:
+            self._sized.move_to_end(key)
+            return interp
+        kwargs = dict(self._kwargs)
+        native_log: list[str] = []
         try:
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise UsageError(f"LiteRT cannot run these input shapes: {first_line(e)}", where=self.path) from None
+            with _native_stderr_filtered(native_log):
+                if self._library:  # a delegate instance per interpreter
+                    kwargs["experimental_delegates"] = [self._module.load_delegate(self._library,
+                                                                                   self._delegate_options or {})]
+                interp = self._module.Interpreter(**kwargs)
+                for (index, _), shape in zip(self._in, key):
+                    interp.resize_tensor_input(index, list(shape), strict=False)
+                interp.allocate_tensors()
+        except (ValueError, RuntimeError, OSError) as e:
+            shapes = ", ".join(str(list(k)) for k in key)
+            raise UsageError(f"LiteRT cannot run input shape(s) {shapes}: {first_line(e)}", where=self.path,
+                             hint="feed the shape the model declares (edgekit.tiling runs larger images in "
+                             "tiles)") from None
+        self._sized[key] = interp
+        while len(self._sized) > SIZES_KEPT:  # one in use stays alive through self._interp
+            self._sized.popitem(last=False)
+        return interp
+
+    def _output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[Any, ...]] | None:
+        key = tuple(shapes[name] for _, name in self._in)
+        if key == self._declared:
+            interp = self._primary
+        else:
+            try:
+                interp = self._at(key)
+            except UsageError:
+                return None
+        by_index = {int(d["index"]): tuple(int(x) for x in d["shape"]) for d in interp.get_output_details()}
+        return {name: by_index[index] for index, name in self._out}
 
     def _close(self) -> None:
-        self._interp = None
+        self._interp = self._primary = None
+        self._sized.clear()
 
 
 def _spec(d: dict[str, Any]) -> TensorSpec:

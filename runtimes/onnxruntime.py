@@ -12,6 +12,12 @@ the file. With another EP, where each node runs is only visible by profiling:
 ``placement_detail=True`` runs the model once with profiling on and counts the kernels each
 EP executed (after ORT's fusions); otherwise ``op_counts`` is ``"unknown"``.
 
+Other input sizes (:meth:`~edgekit.runtimes.base.Session.output_shapes_for`): a dim the file
+declares static is never resized (onnxruntime refuses the feed, and a graph exported at one size
+may hold that size in constants). Shapes the dynamic dims allow are tried once on zeros, which
+gives the output shapes and catches sizes the graph cannot take (an odd size through a stride-2
+encoder and a decoder that concatenates); static output shapes need no run.
+
 Example::
 
     >>> s = edgekit.load("m.onnx", accelerator="coreml", strict=True)   # doctest: +SKIP
@@ -161,6 +167,20 @@ class OrtSession(Session):
         except Exception as e:  # e.g. a size a dynamic dim cannot take
             raise EdgekitError(f"onnxruntime failed to run it: {first_line(e)}", where=self.path) from None
         return dict(zip(self._output_names, values))
+
+    def _output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[Any, ...]] | None:
+        declared = super()._output_shapes(shapes)  # None when a static dim differs: never resized
+        if declared is None or all(s.is_static for s in self.outputs):
+            return declared
+        try:
+            feed = {s.name: np.zeros(shapes[s.name], np.dtype(s.dtype)) for s in self.inputs}
+        except TypeError:  # a non-tensor or non-NumPy input type: the declared shapes are all we know
+            return declared
+        try:
+            values = self._sess.run(self._output_names, feed)
+        except Exception:  # noqa: BLE001 - ORT's own exception types: this size does not run
+            return None
+        return {name: tuple(int(d) for d in np.shape(v)) for name, v in zip(self._output_names, values)}
 
     def _close(self) -> None:
         self._sess = None

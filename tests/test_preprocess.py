@@ -63,11 +63,32 @@ def test_geometry_policies(policy):
 
 
 def test_default_policy_by_task_and_manifest_override():
-    assert spec(task="classify").policy == "crop" and spec(task="super-resolve").policy == "crop"
+    assert spec(task="classify").policy == "crop" and spec(task="super-resolve").policy == "native"
     assert spec(task="other").policy == "stretch" and spec(task=None).policy == "stretch"
     assert spec(task="classify", pre={"resize": "pad"}).policy == "pad"
+    assert spec(task="super-resolve", pre={"resize": "tile"}).policy == "tile"
     with pytest.raises(UsageError, match="unknown resize policy"):
         spec(pre={"resize": "zoom"})
+
+
+@pytest.mark.parametrize("policy", ["native", "tile"])
+def test_size_keeping_policies_keep_the_image_only_for_a_caller_that_runs_any_size(policy):
+    """``native``/``tile``: the image as it is when the caller runs any size (edgekit.tiling);
+    one input of the model's size (verification, calibration) is cut exactly as ``crop`` cuts it."""
+    s = spec((1, 3, 24, 24), pre={"resize": policy}, task="super-resolve")
+    assert s.keeps_size and not spec((1, 3, 24, 24), pre={"resize": "crop"}).keeps_size
+    x, notes = s.to_tensor(IMG, any_size=True)
+    assert x.shape == (1, 3, 48, 64) and not any("crop" in n or "resize" in n for n in notes)
+    np.testing.assert_array_equal(x, s.encode(IMG))
+    fixed, fixed_notes = s.to_tensor(IMG)
+    crop, crop_notes = spec((1, 3, 24, 24), pre={"resize": "crop"}, task="super-resolve").to_tensor(IMG)
+    assert fixed.shape == (1, 3, 24, 24) and fixed_notes[0] == crop_notes[0]
+    np.testing.assert_array_equal(fixed, crop)
+    # geometry alone: the same two answers, and crop/stretch/pad ignore any_size
+    assert s.geometry(IMG, any_size=True)[0] is IMG and s.geometry(IMG)[0].shape == (24, 24, 3)
+    for other in ("crop", "stretch", "pad"):
+        o = spec((1, 3, 24, 24), pre={"resize": other})
+        np.testing.assert_array_equal(o.geometry(IMG, any_size=True)[0], o.geometry(IMG)[0])
 
 
 def test_any_size_model_takes_the_image_as_it_is_unless_the_manifest_names_a_size():

@@ -38,7 +38,7 @@ from edgekit.apps.camera._cv import cv2
 from edgekit.errors import DemoError, EdgekitError, UsageError, first_line
 
 __all__ = ["DemoOptions", "DemoResult", "DemoSink", "DemoInterrupted", "run_demo", "DEFAULT_RECORDING",
-           "DEFAULT_HEADLESS_FRAMES"]
+           "DEFAULT_HEADLESS_FRAMES", "upscale_frame_size"]
 
 DEFAULT_RECORDING = Path("edgekit-demo.mp4")
 DEFAULT_HEADLESS_FRAMES = 150
@@ -114,7 +114,8 @@ class DemoSink:
         lines = overlay.stats_lines(self.model_name, self.backend, self.accelerator, stats.infer.recent_p50,
                                     stats.e2e.recent_p50, stats.rendered.recent_rate,
                                     stats.captured.recent_rate if self.live else None)
-        overlay.stats_panel(img, lines)
+        spatial = self.task.spatial_line() if hasattr(self.task, "spatial_line") else None
+        overlay.stats_panel(img, lines, [spatial] if spatial else ())
         if rendered.top_k:
             overlay.top_k_panel(img, rendered.top_k)
         return img
@@ -277,10 +278,12 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         if max_frames is None and headless and is_virtual:
             max_frames = DEFAULT_HEADLESS_FRAMES
         if source is None:
-            # upscale: frames at the model's input size (the output is then exactly model-sized);
-            # classify: a camera-like 640x480 view, centre-cropped for the model
-            default = (task.pre.size or (320, 240)) if opts.task == "upscale" else (640, 480)
+            # classify: a camera-like 640x480 view, centre-cropped for the model; upscale: see upscale_frame_size
+            default = upscale_frame_size(task.pre.size) if opts.task == "upscale" else (640, 480)
             source = open_source("virtual", opts.size, live=not headless, seed=opts.seed, default_size=default)
+        plan = task.plan(tuple(source.size))  # frames run at their own size, resized or tiled: decided once
+        if plan is not None and plan.note:
+            result.notes.append(plan.note)
         if recorder is not None:
             recorder.fps = source.fps
         placement = getattr(session, "placement", None)
@@ -304,7 +307,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
                         snapshot_dir=opts.snapshot_dir, log=log)
         if recorder is not None:
             recorder.open(task.output_size(tuple(source.size)))
-        pipeline = Pipeline(source, task, session, max_frames=max_frames, just_in_time=opts.just_in_time)
+        pipeline = Pipeline(source, task, task.model, max_frames=max_frames, just_in_time=opts.just_in_time)
         try:
             with _signals_stop(pipeline):
                 pipeline.run(sink)
@@ -341,6 +344,16 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
                 session.close()
 
 
+def upscale_frame_size(model_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The virtual camera's frame size (width, height) for an upscaler taking ``model_size``
+    (None: any size): 320x240, a small camera's frame, which a model made at a smaller size runs
+    natively, resized or in a few tiles (a 128x128 model: 3x2 tiles) at interactive rates; a
+    model made larger runs one frame of its own size."""
+    if model_size is not None and (model_size[0] >= 320 or model_size[1] >= 240):
+        return model_size
+    return 320, 240
+
+
 def _summary(pipeline: Any, opts: DemoOptions, model: str, backend: str, accelerator: str, task: Any, source: Any,
              result: DemoResult) -> dict[str, Any]:
     s = pipeline.stats.summary()
@@ -356,6 +369,8 @@ def _summary(pipeline: Any, opts: DemoOptions, model: str, backend: str, acceler
         "source": source.name,
         "live": bool(source.live),
         "output_size": list(out_size),
+        "frame_size": list(source.size),
+        "spatial": task.frame_plan.to_dict() if getattr(task, "frame_plan", None) is not None else None,
         "recording": str(result.recording) if result.recording is not None else None,
         "interrupted": result.interrupted,
         "stages_ms_p50": {"preprocess": s["preprocess_ms_p50"], "render": s["render_ms_p50"],

@@ -12,6 +12,13 @@ the manifest says ``folded`` (normalisation already inside the model, see
 
 :class:`Upscale` renders bicubic against the model at the output resolution (split, side by
 side, model only, bicubic only); :class:`Classify` renders the frame with the top-5 labels.
+
+Frame sizes. A super-resolution model runs at the frame's own size (the ``native`` policy of
+:mod:`edgekit.preprocess`) through :class:`edgekit.tiling.ImageRunner`, the mechanism
+``edgekit run`` uses: as declared, with the runtime's input resized, or in overlapping tiles
+whose seams do not show. :meth:`Upscale.plan` decides once per frame size; the overlay and the
+run's summary say which (``tiled 3x2, overlap 2``). The pipeline runs ``task.model``, the runner
+(a session for classification).
 Both accept a bundle manifest or, for a bare model file, fall back to what the tensors say
 (layout from the shape, RGB in [0, 1]); they never guess when the manifest speaks.
 
@@ -61,6 +68,7 @@ class FramePreprocess:
     scale: tuple[float, ...] = (1 / 255, 1 / 255, 1 / 255)
     offset: tuple[float, ...] = (0.0, 0.0, 0.0)
     _params: Any = field(default=None, repr=False)
+    keep_size: bool = False  # frames keep their size (the model runs at any size: edgekit.tiling)
 
     @classmethod
     def from_manifest(cls, tensor: Any, pre: dict[str, Any] | None, where: str = "model",
@@ -114,7 +122,8 @@ class FramePreprocess:
         return self.spec.dtype
 
     def target_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
-        return self.size or frame_size
+        """(width, height) the model runs a frame of ``frame_size`` at."""
+        return frame_size if self.keep_size else (self.size or frame_size)
 
     def crop(self, frame: np.ndarray) -> np.ndarray:
         """The part of ``frame`` the model sees (a view): the centre crop of the ``crop`` policy."""
@@ -124,8 +133,8 @@ class FramePreprocess:
         return frame[y0:y0 + h, x0:x0 + w]
 
     def low_res(self, frame: np.ndarray) -> np.ndarray:
-        """The frame as the model sees it, at its input size (the spec's geometry)."""
-        return np.ascontiguousarray(self.spec.geometry(frame)[0])
+        """The frame as the model sees it, at the size it runs (the spec's geometry)."""
+        return np.ascontiguousarray(self.spec.geometry(frame, any_size=self.keep_size)[0])
 
     def __call__(self, low_res_bgr: np.ndarray) -> np.ndarray:
         """Tensor for an image already at the model's size (see :meth:`low_res`)."""
@@ -219,8 +228,23 @@ class _Task:
         self.model_name = model_name or (self.manifest.name if self.manifest is not None else None) \
             or (path.stem if hasattr(path, "stem") else "model")
 
+    @property
+    def model(self) -> Any:
+        """What the pipeline runs: ``model.run(job.feed)`` (the session, or a runner over it)."""
+        return self.session
+
+    def plan(self, frame_size: tuple[int, int]) -> Any:
+        """How frames of ``frame_size`` run (an :class:`edgekit.tiling.Plan`), or None when the
+        task feeds every frame at the model's size."""
+        return None
+
+    def spatial_line(self) -> str | None:
+        """The overlay's line on how the frame runs, when there is one to say."""
+        return None
+
     def prepare(self, frame: np.ndarray) -> Job:
         """Frame → the model's feed (and the low-res frame the model sees)."""
+        self.plan((frame.shape[1], frame.shape[0]))
         low = self.pre.low_res(frame)
         return Job(low, {self.pre.input_name: self.pre(low)})
 
@@ -266,12 +290,45 @@ class Upscale(_Task):
                             hint="use a bundle from `edgekit convert` (its manifest records scale_factor)")
         self.scale = float(scale)
         self.static_out = (int(shape[w_axis]), int(shape[h_axis])) if static else None
+        from edgekit.tiling import ImageRunner
+
+        self.runner = ImageRunner(session, self.pre.spec)
+        self.frame_plan: Any = None
+
+    @property
+    def model(self) -> Any:
+        return self.runner
+
+    def plan(self, frame_size: tuple[int, int]) -> Any:
+        """Decide how frames of ``frame_size`` (width, height) run: at their own size (native,
+        resized or tiled) when the policy keeps it and the model allows, else cut to the model's
+        size; the first call for a size may probe the model (its receptive field)."""
+        w, h = frame_size
+        plan = self.frame_plan
+        if plan is None or plan.image != (h, w):
+            try:
+                plan = self.runner.plan(h, w)
+            except UsageError as e:
+                raise DemoError(e.message, where=self.where, hint=e.hint) from None
+            self.pre.keep_size = plan.keeps_size
+            self.frame_plan = plan
+        return plan
+
+    def spatial_line(self) -> str | None:
+        plan = self.frame_plan
+        if plan is None or not self.pre.spec.keeps_size:
+            return None
+        h, w = plan.runs_at if plan.mode != "resized" else (self.pre.spec.size or plan.runs_at)
+        return plan.short if plan.mode == "native" else f"{plan.short} ({w}x{h} model)"
 
     def _model_label(self) -> str:
         tag = f"x{self.scale:g}"
         return self.model_name if self.model_name.endswith(tag) else f"{self.model_name} {tag}"
 
     def output_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        if self.plan(frame_size).keeps_size:
+            w, h = frame_size
+            return round(w * self.scale), round(h * self.scale)
         if self.static_out is not None:
             return self.static_out
         w, h = self.pre.target_size(frame_size)

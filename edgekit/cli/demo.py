@@ -90,6 +90,10 @@ def _report(result, json_out: bool) -> None:
         print(f"{s['frames']} frames  ·  {f(s['fps'])} FPS  ·  inference p50 {f(s['inference_ms_p50'], ' ms')}  ·  "
               f"end-to-end p50 {f(s['e2e_ms_p50'], ' ms')}  ·  {s['backend']} / {s['accelerator']}  ·  "
               f"dropped {s['dropped_frames']}")
+    spatial = s.get("spatial") or {}
+    if spatial.get("note") and spatial.get("mode") != "native":
+        w, h = spatial["image"]
+        print(f"frames {w}x{h}: {spatial['note']}")
     if result.snapshot is not None:
         print(f"snapshot: {result.snapshot}")
     if result.recording is not None:

@@ -44,9 +44,10 @@ def register(app: typer.Typer) -> None:
         with edgekit.load(model, backend=backend, threads=threads, accelerator=accelerator) as session:
             manifest = session.manifest  # set when MODEL is a bundle
             preprocess = manifest.preprocess if manifest is not None else {}
-            feed, notes = read_feed(input, session, preprocess)
+            runner = image_runner(input, session, preprocess)  # images: run at their own size when the policy says
+            feed, notes = read_feed(input, session, preprocess, runner)
             t0 = time.perf_counter()
-            outputs = session.run(feed)
+            outputs = (runner or session).run(feed)
             latency_ms = (time.perf_counter() - t0) * 1e3
             specs = {s.name: s for s in session.outputs}
             saved = save_outputs(outputs, output or default_output(input, len(outputs)), specs, preprocess, notes)
@@ -59,6 +60,7 @@ def register(app: typer.Typer) -> None:
                 "init_ms": round(float(session.init_ms), 3),
                 "latency_ms": round(latency_ms, 3),
                 "input_notes": notes,
+                "spatial": runner.last_plan.to_dict() if runner is not None and runner.last_plan else None,
                 "outputs": [_describe(name, arr) for name, arr in outputs.items()],
                 "saved": str(saved),
             }
@@ -73,11 +75,30 @@ def register(app: typer.Typer) -> None:
 
 # -- feed ---------------------------------------------------------------------------------------
 
-def read_feed(path: Path, session: Any, preprocess: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+def image_runner(path: Path, session: Any, preprocess: dict[str, Any]) -> Any:
+    """The :class:`edgekit.tiling.ImageRunner` that feeds image ``path`` to ``session`` (by the
+    manifest's resize policy: super-resolution models run at the image's own size, natively,
+    with the runtime's input resized, or in tiles), or None when ``path`` is not an image or the
+    model does not take one image."""
+    from edgekit.imageio import is_image_path
+    from edgekit.tiling import ImageRunner
+
+    if not is_image_path(path) or len(session.inputs) != 1:
+        return None
+    manifest = getattr(session, "manifest", None)
+    try:
+        return ImageRunner.for_session(session, preprocess, manifest.task if manifest is not None else None)
+    except UsageError as e:
+        raise FeedError(f"input '{session.inputs[0].name}': {e.message}", where=path, hint=e.hint) from None
+
+
+def read_feed(path: Path, session: Any, preprocess: dict[str, Any],
+              runner: Any = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """Arrays for every input of ``session`` from a .npy, .npz or image file (not cast or reshaped:
-    a wrong name, shape or dtype is reported by the session)."""
+    a wrong name, shape or dtype is reported by the session). An image goes through ``runner``
+    (:func:`image_runner`; made here when not given): its tensor is at the size ``runner.run``
+    takes, which for a size-keeping policy is the image's own."""
     from edgekit.imageio import is_image_path, read_image
-    from edgekit.preprocess import Preprocess
 
     from edgekit._fs import regular_file
 
@@ -103,11 +124,9 @@ def read_feed(path: Path, session: Any, preprocess: dict[str, Any]) -> tuple[dic
                             where=path, hint="pass a .npz with one array per input name")
         spec = session.inputs[0]
         img = read_image(path)
-        manifest = getattr(session, "manifest", None)
+        runner = runner or image_runner(path, session, preprocess)
         try:
-            pre = Preprocess.for_input(tuple(spec.shape), spec.dtype, spec.layout, preprocess,
-                                       manifest.task if manifest is not None else None)
-            x, notes = pre.to_tensor(img)
+            x, notes = runner.to_tensor(img)
         except UsageError as e:
             raise FeedError(f"input '{spec.name}': {e.message}", where=path, hint=e.hint) from None
         if not preprocess:
