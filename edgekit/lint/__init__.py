@@ -54,6 +54,13 @@ __all__ = ["Finding", "LintReport", "lint", "lint_graph", "lint_summary"]
 
 _CHAIN_OPS = {"RESHAPE", "TRANSPOSE", "Reshape", "Transpose", "reshape", "transpose"}
 _TRANSPOSE = {"TRANSPOSE", "Transpose", "transpose"}
+# ops that only move data and can lift a rank-<=4 tensor above the target's rank
+_LIFT_OPS = {"RESHAPE", "Reshape", "reshape", "EXPAND_DIMS", "Unsqueeze", "expand_dims", "TRANSPOSE", "Transpose",
+             "transpose", "BROADCAST_TO", "Expand", "TILE", "Tile", "tile"}
+_BROADCAST_OPS = {"BROADCAST_TO", "Expand", "TILE", "Tile", "tile"}
+_SCATTER_OPS = {"SCATTER_ND", "ScatterND", "ScatterElements", "Scatter", "scatter", "scatter_nd", "scatter_along_axis"}
+_SELECT_OPS = {"SELECT", "SELECT_V2", "Where", "select"}
+_PAD_OPS = {"PAD", "PADV2", "Pad", "pad"}
 _QUANT_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "cast"}
 _ACTIVATION_FREE = {"NONE", None}
 
@@ -276,6 +283,107 @@ def _rank_fix(profile: TargetProfile, rank: int) -> str | None:
     return profile.fix_for(f"rank.{keys[-1]}") if keys and rank > keys[-1] else None
 
 
+def _lift(ctx: _Context, t: Tensor) -> tuple[Op | None, set[str]]:
+    """The op that made a tensor above the target's rank out of tensors at or below it, found by
+    walking back through the ops that keep it above; and the op types on the way. ``(None, …)``
+    when the walk ends at a graph input (a video clip, say)."""
+    types: set[str] = set()
+    seen: set[str] = set()
+    cur: Tensor | None = t
+    while cur is not None and cur.key not in seen:
+        seen.add(cur.key)
+        p = ctx.producer(cur)
+        if p is None:
+            return None, types
+        types.add(p.type)
+        ins = [i for i in p.inputs if i is not None and not i.const and i.rank is not None]
+        high = [i for i in ins if i.rank > ctx.t.max_rank]  # type: ignore[operator]
+        if not high:
+            return (p if ins else None), types
+        cur = high[0]
+    return None, types
+
+
+def _from_high_input(ctx: _Context, t: Tensor | None) -> bool:
+    """Whether ``t`` depends on a model input above the target's rank (a video clip): then the
+    rank-5 tensors made from its frames are the clip's, which ``frames_to_batch`` folds."""
+    keys = ctx.__dict__.get("_high_input_tensors")
+    if keys is None:
+        keys = {i.key for i in ctx.g.inputs if (i.rank or 0) > ctx.t.max_rank}
+        if keys:
+            for op in ctx.g.ops:  # ops are in topological order
+                if any(i is not None and i.key in keys for i in op.inputs):
+                    keys |= {o.key for o in op.outputs}
+        ctx.__dict__["_high_input_tensors"] = keys
+    return t is not None and t.key in keys
+
+
+def _lifted(ctx: _Context, t: Tensor) -> tuple[bool, set[str]]:
+    """Whether ``t`` (above the target's rank) was made by data movement from a rank-<=4 tensor of
+    an image model, and the op types around it."""
+    lift, types = _lift(ctx, t)
+    if lift is None or lift.type not in _LIFT_OPS or _from_high_input(ctx, t):
+        return False, types
+    return True, types
+
+
+def _downstream(ctx: _Context, t: Tensor) -> tuple[bool, set[str]]:
+    """Whether every path from ``t`` (above the target's rank) through data-movement ops comes back
+    to the target's rank before any other op reads it; and the op types on the way."""
+    types: set[str] = set()
+    ok = True
+    stack, seen = [t], set()
+    while stack:
+        cur = stack.pop()
+        if cur.key in seen:
+            continue
+        seen.add(cur.key)
+        users = ctx.consumers(cur)
+        if not users:
+            ok = False  # a rank-5+ model output
+        for u in users:
+            types.add(u.type)
+            if u.type not in _LIFT_OPS or not u.outputs:
+                ok = False
+                continue
+            for out in u.outputs:
+                if (out.rank or 0) > ctx.t.max_rank:
+                    stack.append(out)
+    return ok, types
+
+
+def _shuffle_chain_kind(ctx: _Context, t: Tensor) -> str | None:
+    """"2d" / "3d" when ``t`` is inside a pixel-shuffle RESHAPE/TRANSPOSE chain."""
+    cache = ctx.__dict__.setdefault("_shuffle_tensors", None)
+    if cache is None:
+        cache = {}
+        for chain, kind, _ in _pixel_shuffle_chains(ctx.g):
+            for op in chain:
+                for out in op.outputs:
+                    cache[out.key] = kind
+        ctx.__dict__["_shuffle_tensors"] = cache
+    return cache.get(t.key)
+
+
+def _rank_fix_for(ctx: _Context, t: Tensor) -> str | None:
+    """The pass that brings ``t`` to the target's rank: by what made it. A pixel-shuffle chain is
+    its pass's; data movement lifted from a rank-<=4 tensor is ``high_rank_views_to_4d``
+    (``[fixes.rank] views``), or ``repeat_interleave_to_4d`` when it broadcasts (``repeat``); a
+    rank-5 clip and what is computed on it, the rank fixes by rank (``frames_to_batch``, …)."""
+    rank = t.rank or 0
+    kind = _shuffle_chain_kind(ctx, t)
+    if kind == "2d" and "pixel_shuffle" in ctx.t.patterns:
+        return ctx.t.patterns["pixel_shuffle"].fix
+    if kind is None:
+        lifted, types = _lifted(ctx, t)
+        if lifted:
+            types |= _downstream(ctx, t)[1]
+            fix = ctx.t.fix_for("rank.repeat" if types & _BROADCAST_OPS else "rank.views")
+            if fix:
+                return fix
+    return _rank_fix(ctx.t, rank)
+
+
 def _check_rank(ctx: _Context) -> None:
     hard, soft = ctx.t.max_rank, ctx.t.preferred_rank
     for t in ctx.activations():
@@ -290,7 +398,7 @@ def _check_rank(ctx: _Context) -> None:
                 (f", used by {', '.join(_refs(consumers, 4))}" if consumers else ", a model output")
         ctx.add("rank", severity, ctx.op_at(t), t,
                 f"rank-{rank} tensor '{t.short}' {t.shape_text()} (limit {limit}): {where}",
-                fix=_rank_fix(ctx.t, rank), details={
+                fix=_rank_fix_for(ctx, t), details={
                     "rank": rank, "shape": list(t.shape or ()), "producer": producer.ref if producer else None,
                     "consumers": [op.ref for op in consumers]})
 
@@ -618,11 +726,19 @@ def _role(ctx: _Context, op: Op) -> str | None:
     """What an op is doing, where that decides the pass that removes it: ``repeat`` (a
     BROADCAST_TO / gather that copies data out, as nearest upsampling exports), ``const_index``
     (a gather of activations by constant indices: a fixed selection), ``high_rank`` (its input
-    has more dims than the target takes), ``non_layout`` (a TRANSPOSE that is not NCHW<->NHWC), ``layout`` (one that is)."""
+    has more dims than the target takes), ``non_layout`` (a TRANSPOSE that is not NCHW<->NHWC), ``layout`` (one that is),
+    ``scatter`` (a write into part of a tensor: a scatter, a SELECT by a constant mask, the PAD
+    that feeds it and the transposes around a scatter), ``repeat_4d`` (a broadcast of a tensor
+    lifted from rank <= 4 by reshapes: repeat_interleave / expand of a 4-D tensor)."""
     x = op.inputs[0] if op.inputs else None
     y = op.outputs[0] if op.outputs else None
     if x is None or y is None:
         return None
+    if _is_scatter_part(ctx, op):
+        return "scatter"
+    if op.type in _BROADCAST_OPS and (x.rank or 0) > ctx.t.max_rank:
+        if _lifted(ctx, x)[0] and _downstream(ctx, y)[0]:
+            return "repeat_4d"
     if op.type in ("BROADCAST_TO", "Expand", "TILE", "Tile"):
         # expand-then-reshape into a spatial map (>= 3 dims above 1) is repeat_interleave-style
         # upsampling; into (N, C, 1, 1) it is a per-channel statistic (GroupNorm exports this way).
@@ -643,6 +759,25 @@ def _role(ctx: _Context, op: Op) -> str | None:
     return None
 
 
+def _const_select(op: Op) -> bool:
+    return op.type in _SELECT_OPS and bool(op.inputs) and op.inputs[0] is not None and op.inputs[0].const
+
+
+def _is_scatter_part(ctx: _Context, op: Op) -> bool:
+    """A write into part of a tensor as exporters spell it: ONNX ScatterND (with a Transpose on
+    each side when the written dim is not the first), TFLite PAD of the new part + SELECT by a
+    constant mask, a Where by a constant mask."""
+    if op.type in _SCATTER_OPS or _const_select(op):
+        return True
+    users = ctx.consumers(op.outputs[0]) if op.outputs else []
+    if op.type in _PAD_OPS:
+        return any(_const_select(u) for u in users)
+    if op.type in _TRANSPOSE:
+        prod_ = ctx.producer(op.inputs[0]) if op.inputs and op.inputs[0] is not None else None
+        return any(u.type in _SCATTER_OPS for u in users) or (prod_ is not None and prod_.type in _SCATTER_OPS)
+    return False
+
+
 def _fix(ctx: _Context, op: Op, fallback: str | None) -> str | None:
     """The pass for ``op``: the profile's ``<OP>.<role>`` entry (an empty entry: no pass can), else
     ``fallback``, else (for an op on too-high-rank tensors) the rank fix."""
@@ -650,10 +785,10 @@ def _fix(ctx: _Context, op: Op, fallback: str | None) -> str | None:
     if role is not None and f"{op.type}.{role}" in ctx.t.fixes:
         specific = ctx.t.fixes[f"{op.type}.{role}"]
         if specific == "@rank" and op.inputs and op.inputs[0] is not None:
-            return _rank_fix(ctx.t, op.inputs[0].rank or 0)
+            return _rank_fix_for(ctx, op.inputs[0])
         return specific or None
     if fallback is None and role == "high_rank" and op.inputs and op.inputs[0] is not None:
-        return _rank_fix(ctx.t, op.inputs[0].rank or 0)
+        return _rank_fix_for(ctx, op.inputs[0])
     return fallback
 
 

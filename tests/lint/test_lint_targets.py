@@ -81,8 +81,8 @@ def test_fix_table_keys_name_real_ops():
     """``[fixes]`` keys are ops (TFLite, ONNX or MIL), ``<op>.<role>``, ``dtype.*``, ``rank.*`` or ``shape.*``."""
     onnx_defs = pytest.importorskip("onnx").defs
     builtins = _tflite_ops()
-    mil = {"gather", "gather_nd", "gather_along_axis", "scatter", "scatter_nd", "scatter_along_axis"}
-    roles = {"repeat", "high_rank", "non_layout", "layout", "const_index"}
+    mil = {"gather", "gather_nd", "gather_along_axis", "scatter", "scatter_nd", "scatter_along_axis", "select", "tile"}
+    roles = {"repeat", "repeat_4d", "scatter", "high_rank", "non_layout", "layout", "const_index"}
     for key in load_target("generic-npu").fixes:
         head, _, tail = key.partition(".")
         if head in ("dtype", "rank", "shape"):
