@@ -83,11 +83,14 @@ def convert(
     input_layout: str = "NCHW",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    value_range: Sequence[float] | None = None,
     task: str | None = None,
     passes: Sequence[str] | None = None,
     skip_passes: Sequence[str] = (),
     verify: bool = True,
     bench_runs: int = 10,
+    verify_data: str | Path | None = None,
+    calibration: str | Path | None = None,
     progress: Callable[[Event], None] | None = None,
 ) -> ConvertResult:
     """Convert ``source`` to ``formats`` and write a verified bundle to ``out``.
@@ -99,7 +102,11 @@ def convert(
     a state dict to load, or the zoo's shipped weights. ``precision``: fp32, fp16 or int8.
     ``fold_preprocess``: the artifacts take RGB pixels 0..255 (``input_layout`` NCHW or NHWC)
     with the source's normalisation folded in (see :mod:`edgekit.converters.preprocess`);
-    ``mean``/``std`` give that normalisation for sources without a model card. ``target``,
+    ``mean``/``std`` give that normalisation for sources without a model card, and ``value_range``
+    the range before it (``[0, 1]`` when not given); verification and int8 calibration draw their
+    inputs in that domain. ``verify_data``: a folder of images, an image, a ``.npy`` or ``.npz``
+    whose samples become verification cases beside the generated ones; ``calibration``: the same
+    kinds, the int8 calibration inputs (:mod:`edgekit.converters.samples`). ``target``,
     ``passes``, ``skip_passes``: the rewrite stage (a target's pipeline, or the passes named);
     with a target, every artifact is also linted against it. ``bench_runs``: timed runs for the
     latency column (0 skips it). ``progress`` receives an :class:`Event` at the start and end of
@@ -114,13 +121,15 @@ def convert(
 
     t_start = time.perf_counter()
     options = ConvertOptions(tuple(parse_formats(formats)), target, tuple(passes) if passes else None,
-                             tuple(skip_passes), precision, fold_preprocess, input_layout, verify, bench_runs)
+                             tuple(skip_passes), precision, fold_preprocess, input_layout, verify, bench_runs,
+                             Path(verify_data) if verify_data is not None else None,
+                             Path(calibration) if calibration is not None else None)
     out_path = Path(out) if out is not None else Path(f"{_default_name(source)}_edgekit")
     with staging_dir(out_path, force=force) as tmp:
         conv = Conversion(options, tmp, out_path, progress or (lambda e: None))
         jobs = [Job(f, tmp / ARTIFACT_NAMES[f], out_path / ARTIFACT_NAMES[f]) for f in options.formats]
         jobs = capture_stage(conv, jobs, source, weights=weights, pretrained=pretrained, input_shapes=input_shapes,
-                             task=task, mean=mean, std=std)
+                             task=task, mean=mean, std=std, value_range=value_range)
         jobs = rewrite_stage(conv, jobs)
         jobs = export_stage(conv, jobs)
         jobs = verify_stage(conv, jobs)

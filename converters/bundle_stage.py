@@ -106,6 +106,8 @@ def write_stage(conv: Conversion, jobs: list[Job]) -> Manifest:
                 "passes_not_applied": conv.not_applied, "fold_preprocess": conv.fold is not None,
                 "input_shapes": [list(s) for s in cap.input_shapes],
                 "output_shapes": [list(s) for s in cap.output_shapes],
+                **({"verification_inputs": conv.shared["inputs"]} if "inputs" in conv.shared else {}),
+                **({"calibration": conv.calibration_samples[1]} if conv.calibration_samples else {}),
             }, "failures": [{"format": j.format, "stage": j.failed_stage or "export", "reason": str(j.error)}
                             for j in jobs if j.error is not None]},
         )

@@ -64,11 +64,12 @@ class ArtifactStatus:
     size_bytes: int | None = None
     latency_ms: float | None = None
     export_seconds: float | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. an int8 artifact slower than its fp32 file
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "status": self.status, "path": str(self.path) if self.path else None,
                 "reason": self.reason, "size_bytes": self.size_bytes, "latency_ms": self.latency_ms,
-                "export_seconds": self.export_seconds}
+                "export_seconds": self.export_seconds, "warnings": list(self.warnings)}
 
 
 def parse_formats(formats: str | Sequence[str]) -> list[str]:
@@ -102,6 +103,8 @@ class ConvertOptions:
     input_layout: str = "NCHW"
     verify: bool = True
     bench_runs: int = 10
+    verify_data: Path | None = None  # --verify-data: a folder, an image, .npy or .npz (edgekit.converters.samples)
+    calibration: Path | None = None  # --calibration: the same kinds, int8 calibration inputs
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "fp16", "int8"):
@@ -116,6 +119,15 @@ class ConvertOptions:
                              hint="add --fold-preprocess (or leave the layout NCHW)")
         if self.bench_runs < 0:
             raise UsageError(f"bench_runs must be >= 0, got {self.bench_runs}")
+        from edgekit.converters.samples import check_data_path
+
+        if self.calibration is not None and self.precision != "int8":
+            raise UsageError("--calibration applies to --precision int8", hint="add --precision int8 or leave it out")
+        if self.verify_data is not None and not self.verify:
+            raise UsageError("--verify-data with --no-verify: nothing would use the data", hint="leave one of them out")
+        for option, path in (("--verify-data", self.verify_data), ("--calibration", self.calibration)):
+            if path is not None:
+                check_data_path(path, option)
         from edgekit.converters.passes import validate_selection
 
         validate_selection(self.target, self.passes, self.skip_passes)  # bad targets and pass ids, up front
@@ -177,6 +189,8 @@ class Conversion:
     not_applied: dict[str, str] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    verify_samples: tuple[list, str] | None = None  # (samples, what) from --verify-data
+    calibration_samples: tuple[list, str] | None = None  # (samples, what) from --calibration
 
     def stage(self, name: str, message: str = "", fmt: str | None = None) -> "_StageTimer":
         """``with conv.stage("rewrite"):`` reports start / done / failed and records the time."""

@@ -11,12 +11,23 @@ point in the file), so no float op is left at either end. The bundle records eac
 takes and returns float arrays (it quantizes and dequantizes at the boundary, see
 :class:`edgekit.runtimes.bundle_session.QuantizedIOSession`).
 
-Calibration data: for a model that takes one RGB image, crops of the photos shipped in
-``edgekit.assets`` at several positions and scales, mirrored, normalised as the model card
-says (real image statistics: random noise would calibrate the first layers' ranges badly);
-otherwise seeded random inputs in the card's value range, one in three standard normal. The
-quantized file is not exact: verification holds it to the int8 bounds of
-:data:`edgekit.converters.verify.TOLERANCES` and reports the error.
+Calibration data: the user's (``--calibration DIR|FILE``: images through the bundle's
+pre-processing, or arrays as they are, :mod:`edgekit.converters.samples`). Without it, for a model
+that takes one RGB image, crops of the photos shipped in ``edgekit.assets`` at several positions and
+scales, mirrored, normalised as the model card or ``--mean/--std/--value-range`` say (real image
+statistics: random noise would calibrate the first layers' ranges badly); otherwise seeded random
+inputs in the model's declared input domain (never values the model was not made for: a model that
+expects [-1, 1] is calibrated in [-1, 1]). What was used is recorded in the artifact's passes. The
+quantized file is not exact: verification judges it on the task
+(:mod:`edgekit.converters.criteria`: scores, top-1, PSNR) and reports the error.
+
+ONNX QDQ uses uint8 activations (asymmetric) and int8 per-channel weights, every op type
+onnxruntime's quantizer knows quantized: on onnxruntime's x86 CPU, int8 activations (S8S8) ran 1.2-1.75x
+*slower* than fp32 on generated U-Nets, uint8 ones (U8S8) 0.46-0.67x of fp32; keeping Resize, Concat,
+Add, Mul and MaxPool in float (or quantizing only the convolutions) was slower than quantizing them,
+because each float island adds a DequantizeLinear/QuantizeLinear pass (``benchmarks/int8_onnx_ops.py``,
+``benchmarks/results/int8_onnx_ops.json``). NPU providers (QNN, NNAPI) take uint8 activations too.
+The int8 artifact is timed against its fp32 file at verification; a slower one is flagged.
 
 Example::
 
@@ -35,11 +46,11 @@ import numpy as np
 from edgekit._fs import atomic_path
 from edgekit.errors import ConversionError, first_line
 
-__all__ = ["calibration_inputs", "prepare_for_int8", "quantize_int8", "quantize_onnx_int8", "INT8_PASS", "ONNX_INT8_PASS",
-           "PREP_PASS"]
+__all__ = ["calibration_inputs", "calibration_for", "quantize_job", "drop_fp32_copies", "prepare_for_int8",
+           "quantize_int8", "quantize_onnx_int8", "INT8_PASS", "ONNX_INT8_PASS", "PREP_PASS"]
 
 INT8_PASS = "ai_edge_quantizer.static_wi8_ai8(min-max calibration)"
-ONNX_INT8_PASS = "onnxruntime.quantization.quantize_static(QDQ, per-channel int8 weights, int8 activations)"
+ONNX_INT8_PASS = "onnxruntime.quantization.quantize_static(QDQ, per-channel int8 weights, uint8 activations)"
 PREP_PASS = "int8_prep: MINIMUM(x, c) as -MAXIMUM(-x, -c), PRELU as RELU(x) - a*RELU(-x) (exact; ops the quantizer has)"
 PHOTOS = ("coffee", "astronaut", "chelsea", "rocket")
 
@@ -50,7 +61,7 @@ def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence
     """``n`` calibration inputs (one array per model input, source layout) and what they are.
     With ``fold`` (pre-processing folded into the model) the photos stay pixels 0..255 in the
     fold's input layout, as the artifact takes them."""
-    from edgekit.converters.verify import FoldSpec, _layout, normalise, photo_pixels
+    from edgekit.converters.verify import FoldSpec, _domain, _layout, normalise, photo_pixels
 
     rng = np.random.default_rng(seed)
     one_image = len(input_shapes) == 1 and len(input_shapes[0]) == 4 and input_shapes[0][1] == 3
@@ -71,19 +82,19 @@ def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence
             # the crop as edgekit.preprocess feeds an image: the task's geometry, then the normalisation
             px = np.repeat(photo_pixels(np.ascontiguousarray(crop), input_shapes[0], preprocess, task)[None], b, axis=0)
             out.append([_layout(px.astype(np.float32), fold) if fold is not None else normalise(px, spec).astype(dtypes[0])])
-        return out, f"{n} crops of {len(photos)} photos"
-    lo, hi = preprocess.get("value_range") or (0.0, 1.0)
+        return out, f"{n} crops of {len(photos)} photos" + (" (as pixels 0..255)" if fold is not None else
+                                                             f" ({_domain(preprocess)})")
+    from edgekit.converters.verify import random_inputs
+
+    if fold is not None:  # the artifact takes pixels
+        return ([[_layout(rng.integers(0, 256, input_shapes[0]).astype(np.float32), fold)] for _ in range(n)],
+                f"{n} seeded random pixel images (0..255)")
     out = []
-    for i in range(n):
-        arrays = []
-        for shape, dt in zip(input_shapes, dtypes):
-            if np.issubdtype(np.dtype(dt), np.floating):
-                a = rng.standard_normal(shape) if i % 3 == 2 else rng.random(shape) * (hi - lo) + lo
-            else:
-                a = rng.integers(0, 2, shape)
-            arrays.append(np.asarray(a).astype(dt))
+    what = ""
+    for _ in range(n):
+        arrays, what = random_inputs(rng, input_shapes, dtypes, preprocess)
         out.append(arrays)
-    return out, f"{n} seeded random inputs"
+    return out, f"{n} seeded random inputs ({what})"
 
 
 def _photos() -> list[np.ndarray]:
@@ -96,6 +107,69 @@ def _photos() -> list[np.ndarray]:
         except Exception:  # noqa: BLE001 - no image decoder: calibrate on random inputs instead
             return []
     return found
+
+
+def calibration_for(conv: Any) -> tuple[list[list[np.ndarray]], str]:
+    """The calibration inputs of a conversion, one array per input in the layout the artifact
+    takes before any rewrite (pixels when pre-processing is folded): ``--calibration`` samples when
+    given, else :func:`calibration_inputs`."""
+    cap = conv.captured
+    if conv.calibration_samples is not None:
+        samples, what = conv.calibration_samples
+        return [list(s.artifact if s.artifact is not None else s.source) for s in samples], f"--calibration: {what}"
+    dtypes = [np.dtype(str(t.dtype).replace("torch.", "")) for t in cap.example_inputs]
+    return calibration_inputs(cap.input_shapes, dtypes, preprocess=cap.preprocess, fold=conv.fold, task=cap.task)
+
+
+def quantize_job(conv: Any, job: Any, result: Any) -> None:
+    """int8 quantization of one exported file in place, calibrated on :func:`calibration_for` in
+    the file's layouts: full-integer TFLite, QDQ ONNX. A copy of the fp32 file is kept (outside
+    the bundle, removed by the verify stage) so verification can time int8 against fp32."""
+    from edgekit.runtimes.bundle_session import LayoutMap
+
+    cap = conv.captured
+    samples, what = calibration_for(conv)
+    io_layouts = job.program.io_layouts if job.program else None
+    moves = {name: LayoutMap(lay["source"], lay["artifact"])
+             for name, lay in ((io_layouts or {}).get("inputs") or {}).items() if lay["source"] != lay["artifact"]}
+    feeds = [{n: (moves[n](a) if n in moves else a) for n, a in zip(cap.input_names, arrays)} for arrays in samples]
+    _keep_fp32_copy(conv, job.format, result.path)
+    if job.format == "onnx":
+        quantize_onnx_int8(result.path, feeds)
+        result.passes.append(f"{ONNX_INT8_PASS} on {what}")
+        return
+    if prepare_for_int8(result.path):
+        result.passes.append(PREP_PASS)
+    result.extra["quantized_io"] = quantize_int8(result.path, feeds)
+    result.passes.append(f"{INT8_PASS} on {what}")
+    result.notes.append("int8 weights, activations, inputs and outputs; a bundle session quantizes and dequantizes "
+                        "at the boundary (quantized_io)")
+
+
+def _keep_fp32_copy(conv: Any, fmt: str, path: Path) -> None:
+    import shutil
+    import tempfile
+
+    if not conv.options.bench_runs or not conv.options.verify or path.is_dir():
+        return
+    if path.with_name(path.name + ".data").exists():  # external data (over 2 GB): not worth a second copy
+        return
+    folder = conv.shared.get("fp32_dir")
+    if folder is None:
+        folder = conv.shared["fp32_dir"] = Path(tempfile.mkdtemp(prefix="edgekit-fp32-"))
+    copy = folder / f"fp32_{path.name}"
+    shutil.copyfile(path, copy)
+    conv.shared.setdefault("fp32_copies", {})[fmt] = copy
+
+
+def drop_fp32_copies(conv: Any) -> None:
+    """Remove the fp32 copies :func:`quantize_job` kept for timing."""
+    import shutil
+
+    folder = conv.shared.pop("fp32_dir", None)
+    conv.shared.pop("fp32_copies", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def quantize_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
@@ -275,9 +349,11 @@ def _probe(path: Path, timeout: float = 120.0) -> None:
 
 def quantize_onnx_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> None:
     """Rewrite the ONNX file ``path`` in place as int8 QDQ (onnxruntime's static quantization:
-    per-channel int8 weights, int8 activations, min-max calibration on ``samples``). Inputs and
-    outputs stay float32 with QuantizeLinear/DequantizeLinear at the ends, the form NPU execution
-    providers (QNN, NNAPI) take and onnxruntime's CPU runs with int8 kernels."""
+    per-channel int8 weights, uint8 activations, min-max calibration on ``samples``; every op type
+    the quantizer knows). Inputs and outputs stay float32 with QuantizeLinear/DequantizeLinear at
+    the ends, the form NPU execution providers (QNN, NNAPI) take and onnxruntime's CPU runs with
+    its U8S8 int8 kernels (with int8 activations the same kernels ran slower than fp32: see the
+    module docstring)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from edgekit.converters.exporters import tool_output
@@ -293,7 +369,7 @@ def quantize_onnx_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> None
         try:
             with atomic_path(path) as tmp:
                 quantize_static(str(path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         except Exception as e:  # noqa: BLE001 - onnxruntime's own error, one line
             first = first_line(e)
             raise ConversionError("export", f"int8 quantization of the ONNX model failed: {type(e).__name__}: {first}",

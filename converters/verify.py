@@ -1,23 +1,29 @@
-"""Verification: does an artifact compute what its source computes?
+"""Verification: does an artifact compute what its source computes, on the inputs it was made for?
 
-Every artifact is opened with :func:`edgekit.load` (the runtime users will run) and fed the
-same cases as the source: several seeded random inputs and, for image models, a real photo
-(:func:`edgekit.assets.load_photo`, resized to the input size, normalised per the model
-card). Per output it reports the maximum absolute error (and where: case, element index,
-both values), the maximum error relative to the reference's largest magnitude, the cosine
-similarity, and the task metric: top-1 agreement for classifiers, PSNR of artifact vs source
-for super-resolution, per-frame PSNR for video decoders.
+Every artifact is opened with :func:`edgekit.load` (the runtime users will run) and fed the same
+cases as the source (:func:`make_cases`): the example inputs, seeded random inputs drawn in the
+model's declared input domain (an image model with a known normalisation gets random pixels
+normalised as the card or ``--mean/--std/--value-range`` say), one standard-normal case for fp32/fp16
+(negative values reach ReLU/PReLU branches), a real photo for image models
+(:func:`edgekit.assets.load_photo` through :mod:`edgekit.preprocess`), and the user's own samples
+(``--verify-data``, :mod:`edgekit.converters.samples`). The manifest records every case: its name,
+where it came from and what it is.
 
-Tolerances depend on precision and task (:data:`TOLERANCES`), set from measurements on this
-repository's zoo (numbers beside the table): fp32 artifacts agree with PyTorch to ~1e-6 of
-the output's range, fp16 ones to ~1e-3. The bounds leave a wide margin over what was measured
-while still catching a wrong layout, normalisation, colour order or op (errors ≥ 1e-2). An
-fp32 artifact that misses them gets a second opinion against the source run in float64 (see
-:func:`verify_artifact`), so an ill-conditioned model is not reported as a broken conversion.
+Per output and case it records the maximum absolute error (and where: element index, both values)
+against a bound derived from the computation (:mod:`edgekit.converters.criteria`): for fp32 the
+source's own float32-vs-float64 error (``Bound.measured``, computed on the same case), so an
+artifact as close as float32 allows always passes, whatever the magnitude of the output, and a
+wrong layout, normalisation or op (errors of 1e-3 of the range and more) fails; fp16 scales it by
+float16's round-off; int8 is judged on the task (scores, top-1, PSNR). Cosine and PSNR are
+reported, and marked ``"not meaningful"`` on a case whose reference or output has no variance.
 
 A CoreML artifact can only run on macOS. Elsewhere its spec is checked (it loads; inputs and
-outputs have the names and shapes of the source) and the verification is recorded as
-``skipped`` with the reason — never as a pass that did not run.
+outputs have the source's names — after coremltools' renaming, recorded in the manifest as
+``coreml_names`` — and shapes) and the verification is recorded as ``skipped`` with the reason,
+never as a pass that did not run.
+
+An int8 artifact is also timed against the fp32 file it was quantized from (interleaved runs on
+this host); when it is slower the conversion summary and the manifest (``int8_speed``) say so.
 
 Example::
 
@@ -29,66 +35,20 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgekit.converters.criteria import (INT8_HINT, NOT_MEANINGFUL, Tolerance, case_bound, case_metrics, failures,
+                                         merge_cases, score_kind, tolerance_for, wide_bounds)
 from edgekit.converters.preprocess import FoldSpec, normalise
 from edgekit.preprocess import Preprocess
 
-__all__ = ["Tolerance", "TOLERANCES", "Case", "compare", "psnr", "top1", "tolerance_for", "make_cases",
-           "verify_artifact", "check_coreml_spec", "verify_stage", "metric_line"]
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Bounds an artifact must meet. ``max_rel``: the largest absolute error divided by the
-    reference's largest magnitude (so the bound scales with the output, and an all-zero
-    reference demands an all-zero output); ``psnr_db`` applies to super-resolution and decoders (per frame); ``top1`` is the fraction
-    of decisive cases (top-2 margin above the error bound) whose top-1 class must agree."""
-
-    max_rel: float
-    cosine: float
-    psnr_db: float | None = None
-    top1: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-# (precision, task) -> Tolerance; "*" is the fallback task. Measured over the zoo (onnx and
-# tflite, small inputs, classifiers with non-trivial BatchNorm statistics), worst case:
-#   fp32: max_rel 3.7e-6 (4.2e-5 for video_decoder_turbo, whose normalisation over near-constant
-#         channels amplifies rounding: its own float32 result is 1e-5 from float64), 1 - cos 7e-12,
-#         PSNR ≥ 123 dB;
-#   fp16: max_rel 7.4e-4 (classifiers), 1.8e-3 (SR), 1.2e-2 (video decoders), 1 - cos 2.7e-6,
-#         PSNR ≥ 65.5 dB (SR), 68.8 dB (decoders).
-# The bounds leave ≥ 4× (mostly 10–100×) margin; a wrong normalisation, colour order, layout
-# or op gives errors of 1e-2 and more of the output's range.
-TOLERANCES: dict[tuple[str, str], Tolerance] = {
-    ("fp32", "*"): Tolerance(max_rel=1e-4, cosine=0.999999),
-    ("fp32", "classify"): Tolerance(max_rel=1e-4, cosine=0.999999, top1=1.0),
-    ("fp32", "super-resolve"): Tolerance(max_rel=1e-4, cosine=0.999999, psnr_db=80.0),
-    ("fp32", "decode-video"): Tolerance(max_rel=1e-4, cosine=0.999999, psnr_db=80.0),
-    ("fp16", "*"): Tolerance(max_rel=2e-2, cosine=0.9999),
-    ("fp16", "classify"): Tolerance(max_rel=1e-2, cosine=0.9999, top1=1.0),
-    ("fp16", "super-resolve"): Tolerance(max_rel=2e-2, cosine=0.9999, psnr_db=45.0),
-    ("fp16", "decode-video"): Tolerance(max_rel=5e-2, cosine=0.9999, psnr_db=40.0),
-    # int8 (full-integer, photo-calibrated; verified without the standard-normal case, which
-    # saturates by design). Measured worst case over the verification cases: quicksrnet_small
-    # PSNR 33.3 dB, sesr_m5 35.0 dB, espcn 28.9 dB (its tanh quantizes coarsely, on noise input);
-    # MobileNetV2 (random weights) cosine 0.9969.
-    ("int8", "*"): Tolerance(max_rel=0.25, cosine=0.98),
-    ("int8", "classify"): Tolerance(max_rel=0.25, cosine=0.98),
-    ("int8", "super-resolve"): Tolerance(max_rel=0.25, cosine=0.99, psnr_db=28.0),
-    ("int8", "decode-video"): Tolerance(max_rel=0.25, cosine=0.98, psnr_db=25.0),
-}
-
-
-def tolerance_for(precision: str, task: str) -> Tolerance:
-    return TOLERANCES.get((precision, task)) or TOLERANCES[(precision, "*")]
+__all__ = ["Tolerance", "Case", "compare", "psnr", "top1", "tolerance_for", "make_cases", "verify_artifact",
+           "check_coreml_spec", "coreml_name_map", "verify_stage", "metric_line", "describe_cases", "NOT_MEANINGFUL"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,11 +127,14 @@ def top1(reference: np.ndarray, output: np.ndarray, margin: float) -> tuple[int,
 @dataclass
 class Case:
     """One verification input: ``source`` arrays feed the source, ``artifact`` arrays the
-    artifact (they differ only when pre-processing is folded: raw pixels vs normalised)."""
+    artifact (they differ only when pre-processing is folded: raw pixels vs normalised).
+    ``origin`` is example | random | random-normal | photo | user; ``what`` says what it is."""
 
     name: str
     source: list[np.ndarray]
     artifact: list[np.ndarray]
+    origin: str = "random"
+    what: str = ""
 
 
 IMAGE_PHOTO = {"classify": "chelsea", "super-resolve": "astronaut"}
@@ -179,38 +142,79 @@ IMAGE_PHOTO = {"classify": "chelsea", "super-resolve": "astronaut"}
 
 def make_cases(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype], *, task: str,
                preprocess: dict[str, Any], fold: FoldSpec | None, example: Sequence[np.ndarray] | None = None,
-               n_random: int = 3, seed: int = 1234, normal: bool = True) -> list[Case]:
-    """Seeded random cases, the example inputs, and a photo for image models.
+               n_random: int = 3, seed: int = 1234, normal: bool = True, user: Sequence[Any] = ()) -> list[Case]:
+    """The example inputs, seeded random cases in the model's input domain, a photo for image
+    models, then ``user`` samples (:class:`edgekit.converters.samples.Sample`).
 
-    Without folding, random inputs are uniform in the card's value range (``[0, 1)`` when
-    unknown) plus, with ``normal``, one standard-normal case (negative values reach PReLU/ReLU
-    branches; an int8 artifact saturates there by design, so it is verified without it); with
-    folding they are random pixels 0..255 and the source gets them normalised.
+    Random cases: with folding, random pixels 0..255 (the source gets them normalised); a model
+    with one image input and a declared normalisation (value range, mean/std) gets random pixels
+    normalised the same way; other inputs are uniform in the value range (``[0, 1)`` when none is
+    declared). With ``normal`` the last random case is standard normal instead (negative values
+    reach ReLU/PReLU branches; int8 saturates there by design, so it is verified without it).
     """
     rng = np.random.default_rng(seed)
     cases: list[Case] = []
-    lo, hi = preprocess.get("value_range") or (0.0, 1.0)
     if fold is not None:
         shape = input_shapes[0]
         for i in range(n_random):
             px = rng.integers(0, 256, shape).astype(np.uint8)
-            cases.append(Case(f"random-pixels-{i}", [normalise(px, fold)], [_layout(px.astype(np.float32), fold)]))
+            cases.append(Case(f"random-pixels-{i}", [normalise(px, fold)], [_layout(px.astype(np.float32), fold)],
+                              "random", "random pixels 0..255 (the source gets them normalised)"))
     else:
         if example is not None:
-            cases.append(Case("example", [np.asarray(a) for a in example], [np.asarray(a) for a in example]))
+            cases.append(Case("example", [np.asarray(a) for a in example], [np.asarray(a) for a in example],
+                              "example", "the example inputs of the source"))
         for i in range(n_random):
-            arrays = []
-            for shape, dt in zip(input_shapes, dtypes):
-                if np.issubdtype(dt, np.floating):
-                    a = rng.standard_normal(shape) if (normal and i == n_random - 1) else rng.random(shape) * (hi - lo) + lo
-                else:
-                    a = rng.integers(0, 2, shape)
-                arrays.append(a.astype(dt))
-            cases.append(Case("random-normal" if (normal and i == n_random - 1) else f"random-{i}", arrays, arrays))
+            if normal and i == n_random - 1:
+                arrays = [rng.standard_normal(s).astype(dt) if np.issubdtype(dt, np.floating)
+                          else rng.integers(0, 2, s).astype(dt) for s, dt in zip(input_shapes, dtypes)]
+                cases.append(Case("random-normal", arrays, arrays, "random-normal",
+                                  "standard normal (negative values reach ReLU/PReLU branches)"))
+                continue
+            arrays, what = random_inputs(rng, input_shapes, dtypes, preprocess)
+            cases.append(Case(f"random-{i}", arrays, arrays, "random", what))
     photo = _photo_case(input_shapes, task, preprocess, fold)
     if photo is not None:
         cases.append(photo)
+    for s in user:
+        cases.append(Case(s.name, list(s.source), list(s.artifact if s.artifact is not None else s.source), "user",
+                          "--verify-data"))
     return cases
+
+
+def random_inputs(rng: np.random.Generator, input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[Any],
+                  preprocess: dict[str, Any]) -> tuple[list[np.ndarray], str]:
+    """One random input per model input, in its declared domain, and what they are: random pixels
+    through the declared normalisation for one image input (N, 1|3, H, W), else uniform in the
+    value range; integer inputs 0 or 1."""
+    lo, hi = preprocess.get("value_range") or (0.0, 1.0)
+    declared = preprocess.get("value_range") is not None or preprocess.get("mean") is not None
+    one_image = len(input_shapes) == 1 and len(input_shapes[0]) == 4 and input_shapes[0][1] in (1, 3)
+    if one_image and declared and np.issubdtype(np.dtype(dtypes[0]), np.floating):
+        spec = FoldSpec.from_preprocess(preprocess)
+        px = rng.integers(0, 256, input_shapes[0]).astype(np.uint8)
+        try:
+            x = normalise(px, spec).astype(dtypes[0])
+        except Exception:  # noqa: BLE001 - a mean/std that does not fit the channels: the plain range
+            x = None
+        if x is not None:
+            return [x], f"random pixels normalised as declared ({_domain(preprocess)})"
+    arrays = []
+    for shape, dt in zip(input_shapes, dtypes):
+        if np.issubdtype(np.dtype(dt), np.floating):
+            arrays.append((rng.random(shape) * (hi - lo) + lo).astype(dt))
+        else:
+            arrays.append(rng.integers(0, 2, shape).astype(dt))
+    what = f"uniform in [{lo:g}, {hi:g}]" + ("" if declared else " (no value range declared: assumed)")
+    return arrays, what
+
+
+def _domain(preprocess: dict[str, Any]) -> str:
+    lo, hi = preprocess.get("value_range") or (0.0, 1.0)
+    text = f"value range [{lo:g}, {hi:g}]" + ("" if preprocess.get("value_range") is not None else " (assumed)")
+    if preprocess.get("mean") is not None:
+        text += f", mean {list(preprocess['mean'])}, std {list(preprocess.get('std') or [1.0])}"
+    return text
 
 
 def _layout(px_nchw: np.ndarray, fold: FoldSpec | None) -> np.ndarray:
@@ -236,7 +240,8 @@ def _photo_case(input_shapes: Sequence[tuple[int, ...]], task: str, preprocess: 
         return None
     px = np.repeat(photo_pixels(rgb, input_shapes[0], preprocess, task)[None], n, axis=0)
     source = normalise(px, fold if fold is not None else FoldSpec.from_preprocess(preprocess))
-    return Case(f"photo:{name}", [source], [_layout(px.astype(np.float32), fold) if fold is not None else source])
+    return Case(f"photo:{name}", [source], [_layout(px.astype(np.float32), fold) if fold is not None else source],
+                "photo", f"the '{name}' photo, pre-processed as edgekit run does ({_domain(preprocess)})")
 
 
 def photo_pixels(rgb: np.ndarray, shape: Sequence[int], preprocess: dict[str, Any], task: str | None) -> np.ndarray:
@@ -245,6 +250,19 @@ def photo_pixels(rgb: np.ndarray, shape: Sequence[int], preprocess: dict[str, An
     spec = Preprocess.for_input(tuple(shape), "float32", "NCHW", preprocess, task)
     img, _ = spec.geometry(rgb)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def describe_cases(cases: Sequence[Case], preprocess: dict[str, Any], user: str | None = None) -> dict[str, Any]:
+    """What the manifest says about the verification inputs: the input domain, the count per
+    origin and each case (name, origin, what)."""
+    counts: dict[str, int] = {}
+    for c in cases:
+        counts[c.origin] = counts.get(c.origin, 0) + 1
+    rec: dict[str, Any] = {"domain": _domain(preprocess), "counts": counts,
+                           "cases": [{"name": c.name, "origin": c.origin, "what": c.what} for c in cases]}
+    if user:
+        rec["user_data"] = user
+    return rec
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +280,45 @@ def _as_input(a: np.ndarray, dtype: str | None) -> np.ndarray:
     return a
 
 
+def float64_pairs(cases: Sequence[Case], references: list[list[np.ndarray]], reference64: Callable | None,
+                  reference32_for64: Callable | None = None,
+                  reference: Callable | None = None) -> list[tuple[list, list] | str | None]:
+    """Per case, the source's float32 and float64 outputs of one computation (the measured bound's
+    pair), or None where no float64 run exists (``reference64`` missing or raising). With
+    ``reference``, the first case is run again in float32: a source that gives other outputs on the
+    same input (random ops, state) cannot be verified against, and every entry is then a string
+    saying so."""
+    pairs: list[tuple[list, list] | str | None] = []
+    for case, refs in zip(cases, references):
+        if reference64 is None:
+            pairs.append(None)
+            continue
+        try:
+            r64 = reference64(case.source)
+            r32 = reference32_for64(case.source) if reference32_for64 is not None else refs
+        except Exception:  # noqa: BLE001 - a source that cannot run in float64: the bound is stated
+            pairs.append(None)
+            continue
+        pairs.append((list(r32), list(r64)) if len(r64) == len(refs) == len(r32) else None)
+    problem = _unrepeatable(cases, references, reference) if reference is not None and cases else None
+    return [problem for _ in pairs] if problem else pairs
+
+
+def _unrepeatable(cases: Sequence[Case], references: list[list[np.ndarray]], reference: Callable) -> str | None:
+    """A line when the source's float32 run on the first case differs from a second run by more
+    than float32 rounding of its outputs (8 u max|output|): it is not a function of its inputs.
+    (The measured bound cannot serve here: a random source's float64 run differs by the noise.)"""
+    from edgekit.numerics import Bound, worst_error
+
+    again = reference(cases[0].source)
+    for i, (a, b) in enumerate(zip(references[0], again)):
+        err, _ = worst_error(b, a)
+        if err > Bound.measured(a, a).atol:
+            return (f"the source gives other outputs on the same input ({err:.3g} apart on {cases[0].name}, output {i}): "
+                    f"random ops or state in eval mode; verification cannot compare an artifact with it")
+    return None
+
+
 def verify_artifact(
     path: Path,
     cases: Sequence[Case],
@@ -274,21 +331,20 @@ def verify_artifact(
     loader: Callable[[Path], Any] | None = None,
     references: list[list[np.ndarray]] | None = None,
     reference64: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None,
+    reference32_for64: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None,
+    pairs64: list[tuple[list, list] | str | None] | None = None,
     approximate: Sequence[str] = (),
 ) -> tuple[dict[str, Any], Any]:
     """Run every case through the artifact (opened by ``loader``, :func:`edgekit.load` by
-    default) and through ``reference``; return ``(verification, session)`` where
-    verification is ``{"status": "passed"|"failed", "reason", "tolerance", "cases",
-    "outputs": {name: metrics}}``. The session is returned open (for a latency run); the caller
-    closes it. ``references`` (the source's outputs per case) saves recomputing them when
-    several artifacts are verified against the same cases.
+    default) and through ``reference``; return ``(verification, session)`` where verification is
+    ``{"status": "passed"|"failed", "reason", "tolerance", "cases", "outputs": {name: summary}}``
+    (:func:`edgekit.converters.criteria.merge_cases`). The session is returned open (for a latency
+    run); the caller closes it. ``references`` (the source's outputs per case) and ``pairs64``
+    (:func:`float64_pairs`) save recomputing them when several artifacts share the cases.
 
-    ``reference64`` (the source in float64) is used only when an fp32 artifact misses the
-    bounds: some models are ill-conditioned (a normalisation over a near-constant channel
-    amplifies rounding), and then PyTorch's own float32 result is as far from the exact
-    result as the artifact is. The artifact passes if its error against float64 is within
-    :data:`CONDITIONING_FACTOR` times the source's own float32 error (or within the bounds);
-    the numbers are recorded under ``conditioning``.
+    ``reference64`` (the source in float64) gives the fp32/fp16 bound of every case
+    (``Bound.measured``), paired with ``reference32_for64``'s float32 run when that is not
+    ``reference`` (an ONNX source: the imported module's). Without it the bound is stated.
 
     ``approximate``: the ``approx_`` passes the artifact went through. They change the function
     (e.g. exact GELU → its tanh form, 4.7e-4 off at most per op), so the artifact is held to the
@@ -300,41 +356,44 @@ def verify_artifact(
         loader = edgekit.load
     from edgekit.converters.exporters import tool_output
 
-    tol = tolerance_for("fp16" if approximate else precision, task)
+    tol = tolerance_for("fp16" if approximate and precision == "fp32" else precision, task)
     with tool_output():  # the runtimes' C++ start-up lines ("Created TensorFlow Lite XNNPACK delegate")
         session = loader(path)
     refs_cache = references if references is not None else [reference(c.source) for c in cases]
+    if pairs64 is None and tol.bound != "stated":
+        pairs64 = float64_pairs(cases, refs_cache, reference64, reference32_for64, reference)
+    problems = sorted({p for p in pairs64 or () if isinstance(p, str)})
+    if problems:
+        return {"status": "failed", "reason": problems[0], "tolerance": tol.to_dict(),
+                "cases": [c.name for c in cases]}, session
     try:
-        outputs, artifact_outs, (agree, decisive) = _run_cases(session, cases, refs_cache, output_names, task, tol,
-                                                                peak)
+        outputs, (agree, decisive) = _run_cases(session, cases, refs_cache, pairs64, output_names, task, tol, peak)
     except _Mismatch as e:
-        return _failed(str(e), tol), session
-    failures = _failures(outputs, tol)
+        return {"status": "failed", "reason": str(e), "tolerance": tol.to_dict()}, session
+    lines = failures(outputs, tol)
     metrics: dict[str, Any] = {}
-    if failures and precision == "fp32" and reference64 is not None:
-        cond = _float64_check(cases, refs_cache, artifact_outs, reference64, output_names, tol, task, peak)
-        if cond is not None:
-            metrics["conditioning"] = cond
-            if cond["within"]:
-                failures = []
-            else:
-                failures.append(f"also against float64: artifact error {cond['artifact_error_vs_fp64']:.2g} > "
-                                f"{CONDITIONING_FACTOR:g}× the source's own float32 error "
-                                f"{cond['source_fp32_error_vs_fp64']:.2g}")
     if task == "classify" and decisive:
         metrics["top1_agreement"] = agree / decisive
         metrics["top1_decisive_cases"] = decisive
         if tol.top1 is not None and agree / decisive < tol.top1:
-            failures.append(f"top-1 class differs on {decisive - agree} of {decisive} decisive case(s)")
+            lines.append(f"top-1 class differs on {decisive - agree} of {decisive} decisive case(s)")
+    notes = wide_bounds(outputs) + [f"output '{n}': {', '.join(k.replace('_db', '') for k in m['not_meaningful'])} "
+                                    f"not meaningful on {len(set(sum(m['not_meaningful'].values(), [])))} case(s) "
+                                    f"(no variance); the max-abs bound applies"
+                                    for n, m in outputs.items() if "not_meaningful" in m]
     verification = {
-        "status": "failed" if failures else "passed",
-        "reason": "; ".join(failures) if failures else None,
+        "status": "failed" if lines else "passed",
+        "reason": "; ".join(lines) if lines else None,
         "tolerance": tol.to_dict(),
         **({"approximate": list(approximate)} if approximate else {}),
         "cases": [c.name for c in cases],
         "outputs": outputs,
         **metrics,
     }
+    if lines and precision == "int8":
+        verification["hint"] = INT8_HINT
+    if notes:
+        verification["notes"] = notes
     if verification["reason"] is None:
         del verification["reason"]
     return verification, session
@@ -344,132 +403,106 @@ class _Mismatch(Exception):
     """The artifact's outputs do not even have the source's number or shapes."""
 
 
-def _run_cases(session: Any, cases: Sequence[Case], refs_cache: list[list[np.ndarray]], output_names: Sequence[str],
-               task: str, tol: Tolerance, peak: float) -> tuple[dict, list[list[np.ndarray]], tuple[int, int]]:
-    """Run every case; per output the worst metrics over cases (:func:`_merge`), the artifact's
-    outputs, and the classifier's (agreeing, decisive) top-1 counts."""
-    outputs: dict[str, dict[str, Any]] = {}
-    artifact_outs: list[list[np.ndarray]] = []
+def _run_cases(session: Any, cases: Sequence[Case], refs_cache: list[list[np.ndarray]],
+               pairs64: list[tuple[list, list] | str | None] | None, output_names: Sequence[str], task: str,
+               tol: Tolerance, peak: float) -> tuple[dict, tuple[int, int]]:
+    """Run every case; per output the summary over cases
+    (:func:`edgekit.converters.criteria.merge_cases`) and the classifier's (agreeing, decisive)
+    top-1 counts."""
+    per_output: dict[str, list[dict[str, Any]]] = {n: [] for n in output_names}
+    kinds = {n: score_kind([refs[i] for refs in refs_cache], task) for i, n in enumerate(output_names)}
+    judged = {n: k if tol.score_abs is not None else None for n, k in kinds.items()}  # scores judged in int8
     agree = decisive = 0
-    for case, refs in zip(cases, refs_cache):
+    for ci, (case, refs) in enumerate(zip(cases, refs_cache)):
         feed = {spec.name: _as_input(a, getattr(spec, "dtype", None)) for spec, a in zip(session.inputs, case.artifact)}
         got = session.run(feed)
         got_list = [got[spec.name] for spec in session.outputs]
-        artifact_outs.append(got_list)
         if len(got_list) != len(refs):
             raise _Mismatch(f"the artifact has {len(got_list)} outputs, the source {len(refs)}")
-        for name, ref, out in zip(output_names, refs, got_list):
+        pair = pairs64[ci] if pairs64 else None
+        for oi, (name, ref, out) in enumerate(zip(output_names, refs, got_list)):
             try:
                 m = compare(ref, out, name)
             except ValueError as e:
                 raise _Mismatch(str(e)) from None
             m["case"] = case.name
-            if task == "super-resolve" and ref.ndim == 4:
-                m["psnr_db"] = psnr(ref, out, peak)
-            elif task == "decode-video" and ref.ndim == 5:
-                frames = frame_psnr(ref, out, peak)
-                m["psnr_db"] = min(frames)
-                m["worst_frame"] = int(np.argmin(frames))
+            _task_psnr(m, ref, out, task, peak)
+            bound = None if judged[name] is not None else case_bound(tol, pair[0][oi] if pair else ref,
+                                                                       pair[1][oi] if pair else None)
+            m = case_metrics(m, ref, out, bound, tol, kinds[name])
+            per_output[name].append(m)
             if task == "classify" and ref.ndim == 2:
-                a, d = top1(ref, out, 2 * tol.max_rel * m["ref_max_abs"])
+                a, d = _top1(ref, out, m, judged[name], tol)
                 agree, decisive = agree + a, decisive + d
-            _merge(outputs, name, m)
-    return outputs, artifact_outs, (agree, decisive)
+    return {n: merge_cases(ms) for n, ms in per_output.items() if ms}, (agree, decisive)
 
 
-def _failures(outputs: dict[str, dict[str, Any]], tol: Tolerance) -> list[str]:
-    """One line per bound an output missed (worst case named)."""
-    failures = []
-    for name, m in outputs.items():
-        if not m["max_rel"] <= tol.max_rel:
-            w = m["worst"]
-            failures.append(f"output '{name}' max abs error {m['max_abs']:.3g} ({m['max_rel']:.2g} of max|source| "
-                            f"{m['ref_max_abs']:.3g}, allowed {tol.max_rel:g}) at {w['index']} on {m['worst_case']} "
-                            f"(artifact {w['artifact']:.6g} vs source {w['reference']:.6g})")
-        if not m["cosine"] >= tol.cosine:
-            failures.append(f"output '{name}' cosine {m['cosine']:.6f} < {tol.cosine} on {m['cosine_case']}")
-        if tol.psnr_db is not None and m.get("psnr_db") is not None and not m["psnr_db"] >= tol.psnr_db:
-            failures.append(f"output '{name}' PSNR {m['psnr_db']:.1f} dB < {tol.psnr_db} dB on {m['psnr_case']}")
-    return failures
+def _task_psnr(m: dict[str, Any], ref: np.ndarray, out: np.ndarray, task: str, peak: float) -> None:
+    if task == "super-resolve" and ref.ndim == 4:
+        m["psnr_db"] = psnr(ref, out, peak)
+    elif task == "decode-video" and ref.ndim == 5:
+        frames = frame_psnr(ref, out, peak)
+        m["psnr_db"] = min(frames)
+        m["worst_frame"] = int(np.argmin(frames))
 
 
-CONDITIONING_FACTOR = 10.0
-# The float64 second opinion widens a bound by at most this factor: beyond it the difference is
-# not rounding amplified by the model but a real one (or a non-deterministic source).
-CONDITIONING_CAP = 10.0
+def _top1(ref: np.ndarray, out: np.ndarray, m: dict[str, Any], kind: str | None, tol: Tolerance) -> tuple[int, int]:
+    """Top-1 counts of one case: decisive rows are those whose top-2 gap exceeds what the check
+    allows (twice the bound; for int8 the score change, in scores)."""
+    if kind is not None:
+        from edgekit.converters.criteria import to_scores
+
+        return top1(to_scores(ref, kind), to_scores(out, kind), tol.score_abs or 0.0)
+    return top1(ref, out, 2 * float(m.get("bound") or 0.0))
 
 
-def _float64_check(cases: Sequence[Case], refs32: list[list[np.ndarray]], outs: list[list[np.ndarray]],
-                   reference64: Callable, names: Sequence[str], tol: Tolerance, task: str,
-                   peak: float) -> dict[str, Any] | None:
-    """Errors of the fp32 source and of the artifact against the float64 source (relative to
-    its max magnitude), worst over cases; ``within`` when the artifact's stays within
-    ``max(bound, CONDITIONING_FACTOR × source's)`` for every output and case."""
-    try:
-        refs64 = [reference64(c.source) for c in cases]
-    except Exception:  # noqa: BLE001 - a module that cannot run in float64: no second opinion
-        return None
-    within = True
-    src_worst = art_worst = 0.0
-    for r32s, r64s, outs_c in zip(refs32, refs64, outs):
-        for r32, r64, out in zip(r32s, r64s, outs_c):
-            r64 = np.asarray(r64, np.float64)
-            scale = float(np.abs(r64).max()) or 1.0
-            src = float(np.abs(np.asarray(r32, np.float64) - r64).max()) / scale
-            art = float(np.abs(np.asarray(out, np.float64) - r64).max()) / scale
-            src_worst, art_worst = max(src_worst, src), max(art_worst, art)
-            if art > max(tol.max_rel, min(CONDITIONING_FACTOR * src, CONDITIONING_CAP * tol.max_rel)):
-                within = False
-            cos_src, cos_art = compare(r64, r32)["cosine"], compare(r64, out)["cosine"]
-            slack = min(CONDITIONING_FACTOR * (1 - cos_src), CONDITIONING_CAP * (1 - tol.cosine))
-            if 1 - cos_art > max(1 - tol.cosine, slack):
-                within = False
-            if tol.psnr_db is not None and task in ("super-resolve", "decode-video"):
-                p_src, p_art = psnr(r64, r32, peak), psnr(r64, out, peak)
-                # 20 dB = CONDITIONING_FACTOR in amplitude; never below 20 dB under the bound
-                if p_art < min(tol.psnr_db, max(p_src - 20.0, tol.psnr_db - 20.0)):
-                    within = False
-    return {"within": within, "source_fp32_error_vs_fp64": src_worst, "artifact_error_vs_fp64": art_worst,
-            "factor": CONDITIONING_FACTOR}
+# --------------------------------------------------------------------------------------------
+# CoreML: the names coremltools gives tensors, and the spec check
 
 
-def _merge(outputs: dict[str, dict[str, Any]], name: str, m: dict[str, Any]) -> None:
-    """Keep the worst of each metric over cases, and which case it came from."""
-    cur = outputs.get(name)
-    if cur is None:
-        outputs[name] = {"max_abs": m["max_abs"], "max_rel": m["max_rel"], "mean_abs": m["mean_abs"],
-                         "cosine": m["cosine"], "ref_max_abs": m["ref_max_abs"], "worst": m["worst"],
-                         "worst_case": m["case"], "cosine_case": m["case"]}
-        if "psnr_db" in m:
-            cur = outputs[name]
-            cur["psnr_db"], cur["psnr_case"] = m["psnr_db"], m["case"]
-            if "worst_frame" in m:
-                cur["worst_frame"] = m["worst_frame"]
-        return
-    if m["max_abs"] > cur["max_abs"]:
-        cur.update(max_abs=m["max_abs"], worst=m["worst"], worst_case=m["case"])
-    cur["max_rel"] = max(cur["max_rel"], m["max_rel"])
-    cur["mean_abs"] = max(cur["mean_abs"], m["mean_abs"])
-    cur["ref_max_abs"] = max(cur["ref_max_abs"], m["ref_max_abs"])
-    if m["cosine"] < cur["cosine"]:
-        cur.update(cosine=m["cosine"], cosine_case=m["case"])
-    if "psnr_db" in m and ("psnr_db" not in cur or m["psnr_db"] < cur["psnr_db"]):
-        cur.update(psnr_db=m["psnr_db"], psnr_case=m["case"])
-        if "worst_frame" in m:
-            cur["worst_frame"] = m["worst_frame"]
+_MIL_RESERVED = frozenset(("any", "bool", "program", "func", "tensor", "list", "dict", "tuple", "true", "false",
+                           "string", "bf16", "fp16", "fp32", "fp64", "int8", "int16", "int32", "int64", "uint8",
+                           "uint16", "uint32", "uint64", "state"))
 
 
-def _failed(reason: str, tol: Tolerance) -> dict[str, Any]:
-    return {"status": "failed", "reason": reason, "tolerance": tol.to_dict()}
+def coreml_name_map(input_names: Sequence[str], output_names: Sequence[str]) -> dict[str, str]:
+    """``{source name: the name coremltools gives it}``, inputs then outputs. coremltools keeps
+    names of the form ``[A-Za-z_][A-Za-z0-9_]*``; in others every other character becomes ``_``
+    (``softmax_11.tmp_0`` → ``softmax_11_tmp_0``), a leading digit gets ``var_`` in front, a MIL
+    keyword gets ``_workaround`` behind, and a renamed name already taken gets ``_0`` (then
+    ``_0_1``, ...)."""
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    for name in [*input_names, *output_names]:
+        new = re.sub(r"[^A-Za-z0-9_]", "_", name)
+        if re.match(r"[^A-Za-z_]", new):
+            new = "var_" + new
+        if new in _MIL_RESERVED:
+            new += "_workaround"
+        if new != name and new in taken:
+            i = 0
+            new += "_0"
+            while new in taken:
+                i += 1
+                new += f"_{i}"
+        taken.add(new)
+        out[name] = new
+    return out
+
+
+def _same_coreml_name(spec_name: str, expected: str) -> bool:
+    """The package's name is the expected one, or it with coremltools' uniqueness suffixes (a
+    name an inner tensor already had gets ``_0``, ``_0_1``, ...)."""
+    return spec_name == expected or re.fullmatch(re.escape(expected) + r"(_\d+)+", spec_name) is not None
 
 
 def check_coreml_spec(path: Path, input_shapes: Sequence[tuple[int, ...]], input_names: Sequence[str],
                       output_names: Sequence[str], output_shapes: Sequence[tuple[int, ...]],
                       image_input: bool = False) -> list[str]:
     """Problems found in a saved ``.mlpackage``'s interface (empty when it matches the source):
-    it must load without compiling, take inputs of the source's names and shapes, and give
-    outputs of the source's names and shapes (a classifier's outputs are the label and the
-    probability dictionary)."""
+    it must load without compiling, take inputs of the source's names (after coremltools'
+    renaming, :func:`coreml_name_map`) and shapes, and give outputs of the source's names and
+    shapes (a classifier's outputs are the label and the probability dictionary)."""
     from edgekit.runtimes.coreml_spec import spec_io
 
     try:
@@ -478,9 +511,9 @@ def check_coreml_spec(path: Path, input_shapes: Sequence[tuple[int, ...]], input
         from edgekit.errors import first_line
 
         return [f"coremltools cannot read the package ({type(e).__name__}: {first_line(e)})"]
+    names = coreml_name_map(input_names, output_names)
     problems = []
-    if [i["name"] for i in ins] != list(input_names):
-        problems.append(f"inputs are {[i['name'] for i in ins]}, expected {list(input_names)}")
+    problems += _name_problems("inputs", [i["name"] for i in ins], list(input_names), names)
     for i, (spec, shape) in enumerate(zip(ins, input_shapes)):
         if list(spec["shape"]) != list(shape):
             problems.append(f"input '{spec['name']}' has shape {spec['shape']}, the source's is {list(shape)}")
@@ -488,12 +521,19 @@ def check_coreml_spec(path: Path, input_shapes: Sequence[tuple[int, ...]], input
             problems.append(f"input '{spec['name']}' is a {spec['kind']}, expected an image")
     if any(o["kind"] == "dictionary" for o in outs):  # classifier: label + probabilities
         return problems
-    if [o["name"] for o in outs] != list(output_names):
-        problems.append(f"outputs are {[o['name'] for o in outs]}, expected {list(output_names)}")
+    problems += _name_problems("outputs", [o["name"] for o in outs], list(output_names), names)
     for spec, shape in zip(outs, output_shapes):
         if spec["shape"] and list(spec["shape"]) != list(shape):
             problems.append(f"output '{spec['name']}' has shape {spec['shape']}, the source's is {list(shape)}")
     return problems
+
+
+def _name_problems(what: str, got: list[str], source: list[str], names: dict[str, str]) -> list[str]:
+    expected = [names[n] for n in source]
+    if len(got) == len(expected) and all(_same_coreml_name(g, e) for g, e in zip(got, expected)):
+        return []
+    renamed = f" (the source's {source} as coremltools names them)" if expected != source else ""
+    return [f"{what} are {got}, expected {expected}{renamed}"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,7 +542,8 @@ def check_coreml_spec(path: Path, input_shapes: Sequence[tuple[int, ...]], input
 
 def verify_stage(conv: Any, jobs: list[Any]) -> list[Any]:
     """Give every exported job its manifest entry (``job.artifact``) and verify it (or record
-    that verification was turned off); ``job.status`` says how it went."""
+    that verification was turned off); ``job.status`` says how it went. The fp32 copies int8
+    quantization kept for timing are removed here, whatever happens."""
     import time
 
     from edgekit.bundle import sha256_file
@@ -510,48 +551,53 @@ def verify_stage(conv: Any, jobs: list[Any]) -> list[Any]:
     from edgekit.converters.exporters.stage import artifact_size
     from edgekit.converters.jobs import Event
 
-    for job in jobs:
-        if job.result is None:
-            continue
-        art = job.artifact = artifact_entry(conv, job)
-        st = job.status
-        if conv.options.verify:
-            conv.report(Event("verify", "start", job.format))
-            t0 = time.perf_counter()
-            _verify_job(conv, job)
-            secs = time.perf_counter() - t0
-            conv.stage_seconds[f"verify:{job.format}"] = secs
-            conv.report(Event("verify", {"passed": "done"}.get(st.status, st.status), job.format,
-                              st.reason or metric_line(art), secs))
-        else:
-            art.verification = {"status": "not-run", "reason": "verification disabled (--no-verify)"}
-            st.status, st.reason = "skipped", "verification disabled"
-        art.size_bytes = artifact_size(job.result.path)
-        art.sha256 = sha256_file(job.result.path)
+    try:
+        for job in jobs:
+            if job.result is None:
+                continue
+            art = job.artifact = artifact_entry(conv, job)
+            st = job.status
+            if conv.options.verify:
+                conv.report(Event("verify", "start", job.format))
+                t0 = time.perf_counter()
+                _verify_job(conv, job)
+                secs = time.perf_counter() - t0
+                conv.stage_seconds[f"verify:{job.format}"] = secs
+                conv.report(Event("verify", {"passed": "done"}.get(st.status, st.status), job.format,
+                                  st.reason or metric_line(art), secs))
+            else:
+                art.verification = {"status": "not-run", "reason": "verification disabled (--no-verify)"}
+                st.status, st.reason = "skipped", "verification disabled"
+            art.size_bytes = artifact_size(job.result.path)
+            art.sha256 = sha256_file(job.result.path)
+    finally:
+        from edgekit.converters.quantize import drop_fp32_copies
+
+        drop_fp32_copies(conv)
     return jobs
 
 
 def _verify_job(conv: Any, job: Any) -> None:
     """Verify one artifact in place: fills ``art.verification`` (and the runtime's tensor
-    names), ``st.status``/``st.reason``/``st.latency_ms``."""
+    names), ``st.status``/``st.reason``/``st.latency_ms``; for int8, ``int8_speed``."""
     from edgekit.errors import EdgekitError, first_line
     from edgekit.runtimes.host import is_macos
 
     cap, fold, art, st, path = conv.captured, conv.fold, job.artifact, job.status, job.result.path
     if job.format == "coreml":
-        _adopt_coreml_specs(art, path)
+        _adopt_coreml_specs(art, path, coreml_name_map(cap.input_names, cap.output_names))
         if not is_macos():
             return _coreml_spec_only(conv, job)
     cases = _cases(conv)
     if job.format == "coreml" and fold is not None and fold.input_layout == "NHWC":  # CoreML images are NCHW
-        cases = [Case(c.name, c.source, [c.artifact[0].transpose(0, 3, 1, 2)]) for c in cases]
+        cases = [Case(c.name, c.source, [c.artifact[0].transpose(0, 3, 1, 2)], c.origin, c.what) for c in cases]
     session = None
     preprocess = cap.preprocess
     peak = 2.0 if cap.task == "decode-video" else float(np.ptp(preprocess.get("value_range") or (0.0, 1.0))) or 1.0
     try:
         verification, session = verify_artifact(
             path, cases, cap.reference, output_names=cap.output_names, precision=conv.options.precision,
-            task=cap.task, peak=peak, references=conv.shared["references"], reference64=cap.reference64,
+            task=cap.task, peak=peak, references=conv.shared["references"], pairs64=conv.shared["pairs64"],
             loader=_layout_loader(art), approximate=[p for p in art.passes if p.startswith("approx_")])
         _adopt_runtime_specs(art, _innermost(session))  # the artifact's own specs
     except EdgekitError as e:
@@ -566,18 +612,27 @@ def _verify_job(conv: Any, job: Any) -> None:
             art.extra["latency_ms_p50"] = st.latency_ms
             art.extra["latency_host"] = _host_line(session)
         session.close()
+    if conv.options.precision == "int8" and conv.options.bench_runs:
+        _int8_speed(conv, job)
 
 
 def _cases(conv: Any) -> list[Case]:
-    """The verification cases and the source's outputs on them, made once per conversion."""
+    """The verification cases, the source's outputs on them and (fp32/fp16) its float32/float64
+    pairs, made once per conversion; what they are goes to the manifest
+    (``conv.shared["inputs"]``)."""
     if "cases" not in conv.shared:
         cap = conv.captured
         example = [t.numpy() for t in cap.example_inputs]
-        conv.shared["cases"] = make_cases(
+        user, user_what = conv.verify_samples if conv.verify_samples else ([], None)
+        cases = conv.shared["cases"] = make_cases(
             [tuple(t.shape) for t in cap.example_inputs], [a.dtype for a in example], task=cap.task,
             preprocess=cap.preprocess, fold=conv.fold, example=example if conv.fold is None else None,
-            normal=conv.options.precision != "int8")  # int8 saturates outside its calibrated range
-        conv.shared["references"] = [cap.reference(c.source) for c in conv.shared["cases"]]
+            normal=conv.options.precision != "int8", user=user)  # int8 saturates outside its calibrated range
+        refs = conv.shared["references"] = [cap.reference(c.source) for c in cases]
+        conv.shared["pairs64"] = (None if conv.options.precision == "int8" else
+                                  float64_pairs(cases, refs, cap.reference64, getattr(cap, "reference32_for64", None),
+                                                cap.reference))
+        conv.shared["inputs"] = describe_cases(cases, cap.preprocess, user_what)
     return conv.shared["cases"]
 
 
@@ -591,8 +646,10 @@ def _coreml_spec_only(conv: Any, job: Any) -> None:
         art.verification = {"status": "failed", "reason": "spec check: " + "; ".join(problems)}
         st.status, st.reason = "failed", art.verification["reason"]
         return
+    renamed = " (after coremltools' renaming, see coreml_names)" if art.extra.get("coreml_names") else ""
     art.verification = {"status": "skipped", "reason": "CoreML prediction needs macOS",
-                        "spec_check": "passed: the package loads; inputs and outputs have the source's names and shapes"}
+                        "spec_check": "passed: the package loads; inputs and outputs have the source's names"
+                                      f"{renamed} and shapes"}
     st.status, st.reason = "skipped", "CoreML prediction needs macOS (spec checked)"
 
 
@@ -637,9 +694,11 @@ def _adopt_runtime_specs(art: Any, session: Any) -> None:
     art.outputs = merge(art.outputs, list(session.outputs))
 
 
-def _adopt_coreml_specs(art: Any, path: Path) -> None:
+def _adopt_coreml_specs(art: Any, path: Path, names: dict[str, str]) -> None:
     """Record the package's own interface: an image input stays ``uint8`` NCHW; a classifier's
-    outputs are the label (``str``) and the probability dictionary (``dict``, keyed by label)."""
+    outputs are the label (``str``) and the probability dictionary (``dict``, keyed by label);
+    tensors get the names coremltools gave them, and ``coreml_names`` maps each renamed source
+    name to its CoreML name (``softmax_11.tmp_0`` → ``softmax_11_tmp_0``)."""
     from edgekit.runtimes.base import TensorSpec
     from edgekit.runtimes.coreml_spec import spec_io
 
@@ -647,11 +706,21 @@ def _adopt_coreml_specs(art: Any, path: Path) -> None:
         ins, outs = spec_io(path)
     except Exception:  # noqa: BLE001 - the spec check reports an unreadable package
         return
+    renamed: dict[str, str] = {}
     if any(o["kind"] in ("dictionary", "string") for o in outs):
         art.outputs = [TensorSpec(o["name"], tuple(o["shape"]), o["dtype"], None) for o in outs]
+    elif len(outs) == len(art.outputs):
+        for t, o in zip(art.outputs, outs):
+            if o["name"] != t.name and _same_coreml_name(o["name"], names.get(t.name, t.name)):
+                renamed[t.name] = o["name"]
+        art.outputs = [TensorSpec(renamed.get(t.name, t.name), t.shape, t.dtype, t.layout) for t in art.outputs]
     layouts = [t.layout for t in art.inputs]
     if len(ins) == len(layouts):
+        renamed.update({t.name: i["name"] for t, i in zip(art.inputs, ins) if i["name"] != t.name})
         art.inputs = [TensorSpec(i["name"], tuple(i["shape"]), i["dtype"], lay) for i, lay in zip(ins, layouts)]
+    if renamed:
+        art.extra["coreml_names"] = renamed
+        art.source_layouts = {renamed.get(k, k): v for k, v in art.source_layouts.items()}
 
 
 def _latency(session: Any, arrays: list, runs: int) -> float | None:
@@ -672,18 +741,92 @@ def _host_line(session: Any) -> str:
            f"{session.threads} thread(s)"
 
 
+SLOWER = 1.1
+"""An int8 artifact is flagged as slower than its fp32 file when its median time exceeds the fp32
+one by more than this factor: interleaved medians on a shared CPU move by a few percent."""
+
+
+def _int8_speed(conv: Any, job: Any) -> None:
+    """Time the int8 artifact against the fp32 file it was quantized from (both opened with
+    :func:`edgekit.load`, random inputs of each file's own dtypes, interleaved blocks, medians);
+    record ``int8_speed`` in the manifest entry and warn in the summary when int8 is slower."""
+    import edgekit
+
+    fp32 = (conv.shared.get("fp32_copies") or {}).get(job.format)
+    if fp32 is None or not Path(fp32).exists():
+        return
+    from edgekit.converters.exporters import tool_output
+
+    try:
+        with tool_output():
+            a, b = edgekit.load(fp32), edgekit.load(job.result.path)
+        try:
+            fp32_ms, int8_ms, per_block = _interleaved(a, b, conv.options.bench_runs)
+            host = _host_line(b)
+        finally:
+            a.close()
+            b.close()
+    except Exception:  # noqa: BLE001 - timing is a report, never a failure of the conversion
+        return
+    ratio = int8_ms / fp32_ms if fp32_ms > 0 else float("inf")
+    rec = {"fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3), "ratio": round(ratio, 3),
+           "slower": ratio > SLOWER, "method": f"medians of interleaved blocks of {per_block} runs",
+           "host": host}
+    job.artifact.extra["int8_speed"] = rec
+    if rec["slower"]:
+        job.status.warnings.append(f"int8 is slower than fp32 on this host ({int8_ms:.2f} ms vs {fp32_ms:.2f} ms, "
+                                   f"x{ratio:.2f}; {host}): for this CPU the fp32 artifact is the faster one")
+
+
+def _interleaved(a: Any, b: Any, runs: int) -> tuple[float, float, int]:
+    """Median ms per call of sessions ``a`` and ``b`` over blocks run in the order A B B A ..."""
+    import statistics
+    import time
+
+    rng = np.random.default_rng(0)
+
+    def feed(s: Any) -> dict[str, np.ndarray]:
+        out = {}
+        for spec in s.inputs:
+            dt = np.dtype(spec.dtype)
+            shape = tuple(int(d) for d in spec.shape)
+            out[spec.name] = (rng.random(shape).astype(dt) if dt.kind == "f"
+                              else rng.integers(-8, 8, shape).astype(dt))
+        return out
+
+    fa, fb = feed(a), feed(b)
+    a.run(fa), b.run(fb)  # warm-up
+    per_block = max(1, runs // 4)
+    ta, tb = [], []
+    for r in range(4):
+        for s, f, acc in ([(a, fa, ta), (b, fb, tb)] if r % 2 == 0 else [(b, fb, tb), (a, fa, ta)]):
+            t0 = time.perf_counter()
+            for _ in range(per_block):
+                s.run(f)
+            acc.append((time.perf_counter() - t0) / per_block * 1e3)
+    return statistics.median(ta), statistics.median(tb), per_block
+
+
 def metric_line(art: Any) -> str:
-    """The artifact's verification in one line (``max abs 3e-06, 1-cos 1e-12, top-1 100%``), or
-    the reason it was not verified; ``edgekit convert`` prints it."""
+    """The artifact's verification in one line (``max abs 3e-06 (bound 2.4e-05), 1-cos 1e-12,
+    top-1 100%``; int8 scores: ``max |Δscore| 0.02``), or the reason it was not verified;
+    ``edgekit convert`` prints it."""
     v = art.verification
     outs = v.get("outputs") or {}
     if not outs:
         return v.get("reason") or ""
     name, m = next(iter(outs.items()))
-    cos = m["cosine"]
-    parts = [f"max abs {m['max_abs']:.2g}", f"1-cos {1 - cos:.1g}" if cos > 0.999999 else f"cos {cos:.6f}"]
-    if "psnr_db" in m:
-        parts.append(f"PSNR {m['psnr_db']:.1f} dB" if m["psnr_db"] != float("inf") else "PSNR inf")
+    parts = [f"max abs {m['max_abs']:.2g}" + (f" (bound {m['bound']:.2g})" if m.get("bound") is not None else "")]
+    if "score" in m:
+        parts.append(f"max |Δscore| {m['score']['max_delta']:.2g}")
+    cos = m.get("cosine")
+    if isinstance(cos, float):
+        parts.append(f"1-cos {1 - cos:.1g}" if cos > 0.999999 else f"cos {cos:.6f}")
+    elif cos == NOT_MEANINGFUL:
+        parts.append("cosine not meaningful")
+    p = m.get("psnr_db")
+    if isinstance(p, float):
+        parts.append(f"PSNR {p:.1f} dB" if p != float("inf") else "PSNR inf")
     if "top1_agreement" in v:
         parts.append(f"top-1 {v['top1_agreement']:.0%}")
     return ", ".join(parts)

@@ -60,12 +60,13 @@ def capture(
     task: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    value_range: Sequence[float] | None = None,
     seed: int = 0,
 ) -> Captured:
     """Resolve ``source`` (see the module docstring) to a :class:`Captured`.
 
-    ``input_shapes`` overrides the example inputs' shapes (one per input); ``task``, ``mean``
-    and ``std`` override or complete what a model card says.
+    ``input_shapes`` overrides the example inputs' shapes (one per input); ``task``, ``mean``,
+    ``std`` and ``value_range`` override or complete what a model card says.
     """
     shapes = [tuple(int(d) for d in s) for s in input_shapes] if input_shapes else None
     kind, ref = classify(source)
@@ -88,5 +89,5 @@ def capture(
         else:  # a Python object given to the API
             obj, src = source, {"kind": kind, "ref": type(source).__name__}
         cap = capture_object(obj, src, weights, shapes, seed)
-    fill_manifest_fields(cap, task, mean, std)
+    fill_manifest_fields(cap, task, mean, std, value_range)
     return cap

@@ -13,9 +13,10 @@ from edgekit.errors import UsageError
 __all__ = ["fill_manifest_fields"]
 
 
-def fill_manifest_fields(cap: Captured, task: str | None, mean: Any, std: Any) -> None:
+def fill_manifest_fields(cap: Captured, task: str | None, mean: Any, std: Any, value_range: Any = None) -> None:
     """Apply the ``task`` override and fill ``cap.preprocess`` (the manifest's pre-/post-processing)
-    from the card and the overrides; overrides are recorded as such."""
+    from the card and the overrides (``mean``/``std`` together; ``value_range`` the range before
+    them); overrides are recorded as such."""
     from edgekit.bundle import TASKS
 
     if task is not None:
@@ -39,10 +40,24 @@ def fill_manifest_fields(cap: Captured, task: str | None, mean: Any, std: Any) -
         p.update(mean=[float(v) for v in mean], std=[float(v) for v in std], color_order=p.get("color_order", "RGB"))
         if p.get("value_range") is None:
             p["value_range"] = [0.0, 1.0]
+    if value_range is not None:
+        lo, hi = _value_range(value_range)
+        p.update(value_range=[lo, hi], color_order=p.get("color_order", "RGB"))
+    overrides = [n for n, v in (("mean", mean), ("std", std), ("value_range", value_range)) if v is not None]
+    if overrides:
+        p["overridden"] = overrides
     if cap.input_shapes and len(cap.input_shapes[0]) >= 4:
         p["input_size"] = list(cap.input_shapes[0][-2:])
     cap.preprocess = {k: v for k, v in p.items() if v is not None}
     cap.preprocess["folded"] = False
+
+
+def _value_range(value_range: Any) -> tuple[float, float]:
+    vals = [float(v) for v in value_range]
+    if len(vals) != 2 or not all(map(lambda v: v == v and abs(v) != float("inf"), vals)) or vals[0] >= vals[1]:
+        raise UsageError(f"--value-range must be two finite numbers LO,HI with LO < HI, got {vals}",
+                         hint="e.g. --value-range 0,1 or --value-range -1,1")
+    return vals[0], vals[1]
 
 
 def _zoo_labels(card: Any) -> list[str] | None:

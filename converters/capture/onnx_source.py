@@ -5,6 +5,7 @@ needs one."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from edgekit.converters.capture.reference import onnx_reference
 from edgekit.converters.layouts import layout_for_rank
 from edgekit.errors import ConversionError, EdgekitError, UsageError, first_line
 
-__all__ = ["capture_onnx", "import_onnx_module"]
+__all__ = ["capture_onnx", "import_onnx_module", "imported_references"]
 
 
 def capture_onnx(path: Path, shapes: list | None, seed: int) -> Captured:
@@ -49,6 +50,7 @@ def capture_onnx(path: Path, shapes: list | None, seed: int) -> Captured:
         task="other", source=src, onnx_path=path,
     )
     cap.reference = onnx_reference(path)
+    cap.reference32_for64, cap.reference64 = imported_references(cap)
     outs = cap.reference(arrays)
     cap.task = infer_task(None, [tuple(a.shape) for a in arrays], [tuple(o.shape) for o in outs])
     cap.output_layouts = [layout_for_rank(o.ndim) for o in outs]
@@ -102,3 +104,21 @@ def import_onnx_module(cap: Captured) -> None:
         raise ConversionError(STAGE, f"importing the ONNX graph into torch failed ({type(e).__name__}: {first_line(e)})",
                               where=cap.onnx_path) from None
     cap.module = imported.module
+
+
+def imported_references(cap: Captured) -> tuple:
+    """The float32 and float64 runs of the ONNX graph as the importer reads it (imported on first
+    use): verification's measured bound for an ONNX source. Both come from the imported module, so
+    a difference between the importer and onnxruntime shows in both precisions and cannot widen the
+    bound; if the importer cannot read the graph, they raise and verification states its bound."""
+    from edgekit.converters.capture.reference import torch_reference, torch_reference64
+
+    runs: dict[str, Any] = {}
+
+    def make() -> dict[str, Any]:
+        if not runs:
+            import_onnx_module(cap)
+            runs["32"], runs["64"] = torch_reference(cap.module), torch_reference64(cap.module)
+        return runs
+
+    return (lambda arrays: make()["32"](arrays)), (lambda arrays: make()["64"](arrays))

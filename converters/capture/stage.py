@@ -25,12 +25,14 @@ def capture_stage(conv: Conversion, jobs: list[Job], source: Any, **capture_args
     format whose program could not be made gets ``job.error``. A failure that concerns every
     format raises."""
     from edgekit.converters import capture as C
+    from edgekit.converters.samples import load_user_data
 
     o = conv.options
     name = str(source) if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__") else type(source).__name__
     with conv.stage("capture", message=name):
         cap = conv.captured = C.capture(source, **capture_args)
         conv.fold = fold = cap.fold_spec(o.input_layout) if o.fold_preprocess else None
+        load_user_data(conv)  # --verify-data / --calibration: a wrong file stops here, before any export
         conv.direct_onnx = cap.onnx_path is not None and fold is None and o.precision == "fp32" and not o.rewrites
         by_format = {j.format: j for j in jobs}
         needs_torch = [f for f in by_format if f != "onnx" or not conv.direct_onnx]

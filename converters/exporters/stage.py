@@ -83,31 +83,11 @@ def _export_one(conv: Conversion, job: Job) -> Any:
 
 
 def _quantize(conv: Conversion, job: Job, result: Any) -> None:
-    """int8 quantization of the exported file in place (see :mod:`edgekit.converters.quantize`),
-    calibrated on inputs in the file's layouts: full-integer TFLite, QDQ ONNX."""
-    import numpy as np
-
+    """int8 quantization of the exported file in place (:func:`edgekit.converters.quantize.quantize_job`:
+    calibration data, full-integer TFLite, QDQ ONNX)."""
     from edgekit.converters import quantize
-    from edgekit.runtimes.bundle_session import LayoutMap
 
-    cap = conv.captured
-    dtypes = [np.dtype(str(t.dtype).replace("torch.", "")) for t in cap.example_inputs]
-    samples, what = quantize.calibration_inputs(cap.input_shapes, dtypes, preprocess=cap.preprocess, fold=conv.fold,
-                                                task=cap.task)
-    io_layouts = job.program.io_layouts if job.program else None
-    moves = {name: LayoutMap(lay["source"], lay["artifact"])
-             for name, lay in ((io_layouts or {}).get("inputs") or {}).items() if lay["source"] != lay["artifact"]}
-    feeds = [{n: (moves[n](a) if n in moves else a) for n, a in zip(cap.input_names, arrays)} for arrays in samples]
-    if job.format == "onnx":
-        quantize.quantize_onnx_int8(result.path, feeds)
-        result.passes.append(f"{quantize.ONNX_INT8_PASS} on {what}")
-        return
-    if quantize.prepare_for_int8(result.path):
-        result.passes.append(quantize.PREP_PASS)
-    result.extra["quantized_io"] = quantize.quantize_int8(result.path, feeds)
-    result.passes.append(f"{quantize.INT8_PASS} on {what}")
-    result.notes.append("int8 weights, activations, inputs and outputs; a bundle session quantizes and dequantizes "
-                        "at the boundary (quantized_io)")
+    quantize.quantize_job(conv, job, result)
 
 
 def artifact_size(path: Path) -> int:

@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         pretrained: bool = typer.Option(False, "--pretrained", help="Load the weights that ship with a zoo model."),
         input_shape: Optional[list[str]] = typer.Option(None, "--input-shape", help="Input shape such as 1x3x224x224; "
                                                         "repeat once per input."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, or int8 (TFLite full-integer and ONNX QDQ, calibrated on photos)."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, fp16, or int8 (TFLite full-integer and ONNX QDQ, "
+                                      "calibrated on --calibration data, else on photos normalised as the model expects)."),
         force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
         json_out: bool = typer.Option(False, "--json", help="Print the result (and the manifest) as JSON on stdout."),
         fold_preprocess: bool = typer.Option(False, "--fold-preprocess", help="Artifacts take RGB pixels 0..255; the "
@@ -46,6 +47,14 @@ def register(app: typer.Typer) -> None:
         mean: Optional[str] = typer.Option(None, "--mean", help="Normalisation mean, e.g. 0.485,0.456,0.406 (for "
                                            "models without a model card)."),
         std: Optional[str] = typer.Option(None, "--std", help="Normalisation std, e.g. 0.229,0.224,0.225."),
+        value_range: Optional[str] = typer.Option(None, "--value-range", help="The input's range before --mean/--std, "
+                                                  "e.g. -1,1 (default 0,1, or the model card's); verification and "
+                                                  "calibration inputs are drawn in it."),
+        verify_data: Optional[Path] = typer.Option(None, "--verify-data", help="Also verify on your inputs: a folder "
+                                                   "of images (pre-processed as edgekit run does), an image, or a "
+                                                   ".npy/.npz of input arrays, e.g. --verify-data val_images/."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8 calibration inputs, same kinds "
+                                                   "as --verify-data, e.g. --calibration calib.npy (N x input shape)."),
         task: Optional[str] = typer.Option(None, "--task", help="classify, super-resolve, decode-video or other "
                                            "(default: the model card's, else read from the output shapes)."),
         target: Optional[str] = typer.Option(None, "--target", help="Rewrite for an accelerator profile "
@@ -68,7 +77,8 @@ def register(app: typer.Typer) -> None:
         result = run_convert(
             source, formats=to, out=out, target=target, input_shapes=shapes, weights=weights, pretrained=pretrained,
             precision=precision, force=force, fold_preprocess=fold_preprocess, input_layout=input_layout.upper(),
-            mean=_floats(mean, "--mean"), std=_floats(std, "--std"), task=task,
+            mean=_floats(mean, "--mean"), std=_floats(std, "--std"), value_range=_floats(value_range, "--value-range"),
+            task=task, verify_data=verify_data, calibration=calibration,
             passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
             skip_passes=tuple(skip_pass or ()), verify=not no_verify, bench_runs=bench_runs, progress=progress,
         )
@@ -142,4 +152,7 @@ def _summary(result: Any) -> None:
         latency = f"{st.latency_ms:.2f} ms" if st.latency_ms is not None else "—"
         table.add_row(name, size, verdict, latency)
     out_console().print(table)
+    for st in result.artifacts:
+        for w in st.warnings:
+            out_console().print(f"[yellow]![/] {st.format}: {_escape(w)}", highlight=False)
 

@@ -223,8 +223,9 @@ def test_verification_failure_is_recorded_and_exits_3(converted, user):
     assert st.status == "failed" and (r.bundle / "model.onnx").is_file()
     v = read_manifest(r.bundle).artifact_for("onnx").verification
     assert v["status"] == "failed"
-    assert "output 'output' max abs error" in v["reason"] and " at [" in v["reason"]
-    assert v["outputs"]["output"]["worst"]["index"]
+    # x + rand_like(x): its float64 run differs by the noise, so a measured bound would be as wide
+    # as the noise; the source is run twice instead and named as not a function of its inputs
+    assert "the source gives other outputs on the same input" in v["reason"] and "\n" not in v["reason"]
 
 
 # -- other sources ---------------------------------------------------------------------------

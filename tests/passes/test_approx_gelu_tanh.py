@@ -161,8 +161,8 @@ def test_not_applied_with_reason():
 
 def test_through_convert(tmp_path):
     """Applied and recorded; convert verifies the artifacts against the exact-GELU source at the
-    fp16 bounds (max_rel 2e-2 for this task) that an approx_ pass gets, and says which pass made them approximate:
-    they differ from the source by up to BOUND per activation, above fp32's 1e-4 of max|source|."""
+    fp16 bounds (the measured fp32 bound x 2**13) that an approx_ pass gets, and says which pass made them
+    approximate: they differ from the source by up to BOUND per activation, far above float32 rounding."""
     import onnx
 
     from edgekit.bundle import read_manifest
@@ -186,6 +186,6 @@ def test_through_convert(tmp_path):
         assert "approx_gelu_tanh" in art.passes
         v = art.verification
         assert v["status"] == "passed" and v["approximate"] == ["approx_gelu_tanh"], v
-        assert v["tolerance"]["max_rel"] == 2e-2 and v["outputs"]["output"]["max_rel"] > 1e-4, v
+        assert v["tolerance"]["bound"] == "measured-fp16" and v["outputs"]["output"]["max_rel"] > 1e-4, v
         assert 1e-5 < v["outputs"]["output"]["max_abs"] <= reach, (v["outputs"]["output"], reach)
     assert r.exit_code == 0
