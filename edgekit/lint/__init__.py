@@ -654,7 +654,7 @@ def _check_layout(ctx: _Context, covered: set[int]) -> set[int]:
         if op.type not in _TRANSPOSE or id(op) in covered or not op.inputs or op.inputs[0] is None:
             continue
         perm = op.attrs.get("perm")
-        if not _is_layout_perm(perm):
+        if not _is_layout_perm(perm) or _matmul_operand(ctx, op):
             continue
         src, dst = op.inputs[0], op.outputs[0]
         at_input = src.key in g.boundary or _through_quant(g, src)
@@ -755,8 +755,35 @@ def _role(ctx: _Context, op: Op) -> str | None:
     if x.rank is not None and x.rank > ctx.t.max_rank:
         return "high_rank"
     if op.type in _TRANSPOSE and op.attrs.get("perm") is not None:
-        return "layout" if _is_layout_perm(op.attrs["perm"]) else "non_layout"
+        return "layout" if _is_layout_perm(op.attrs["perm"]) and not _matmul_operand(ctx, op) else "non_layout"
     return None
+
+
+_MATMUL_OPS = {"BATCH_MATMUL", "MatMul", "matmul"}
+
+
+def _matmul_operand(ctx: _Context, op: Op) -> bool:
+    """An internal transpose read only by matmuls of two activations: attention's heads and keys
+    moved into place (``q @ k.transpose(-2, -1)`` after a head split is perm [0, 2, 3, 1]), not a
+    layout change, whatever its permutation looks like."""
+    if not op.outputs or op.outputs[0].key in ctx.g.boundary or (op.inputs and op.inputs[0] is not None
+                                                                 and op.inputs[0].key in ctx.g.boundary):
+        return False
+    stack, seen = [op.outputs[0]], set()
+    while stack:  # through reshapes that merge the batch dims for the matmul
+        t = stack.pop()
+        if t.key in seen:
+            continue
+        seen.add(t.key)
+        users = ctx.consumers(t)
+        if not users:
+            return False
+        for u in users:
+            if u.type in ("RESHAPE", "Reshape", "reshape", "SQUEEZE", "Squeeze", "EXPAND_DIMS", "Unsqueeze") and u.outputs:
+                stack.append(u.outputs[0])
+            elif u.type not in _MATMUL_OPS or any(i is None or i.const for i in u.inputs[:2]):
+                return False  # a matmul by weights is a linear layer on tokens: a layout change
+    return True
 
 
 def _const_select(op: Op) -> bool:
