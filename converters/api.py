@@ -124,6 +124,10 @@ def convert(
                              tuple(skip_passes), precision, fold_preprocess, input_layout, verify, bench_runs,
                              Path(verify_data) if verify_data is not None else None,
                              Path(calibration) if calibration is not None else None)
+    if value_range is not None:
+        from edgekit.converters.capture.manifest_fields import check_value_range
+
+        check_value_range(value_range)  # a usage error before any work
     out_path = Path(out) if out is not None else Path(f"{_default_name(source)}_edgekit")
     with staging_dir(out_path, force=force) as tmp:
         conv = Conversion(options, tmp, out_path, progress or (lambda e: None))

@@ -4,8 +4,9 @@ full-integer model (below); ONNX gets QDQ (:func:`quantize_onnx_int8`): float in
 QuantizeLinear/DequantizeLinear around int8 tensors, the form the ONNX NPU providers take.
 
 Post-training static quantization with ai-edge-quantizer's ``static_wi8_ai8`` recipe: int8
-weights (per channel) and int8 activations whose ranges come from min/max calibration on
-:func:`calibration_inputs`; the file's inputs and outputs become int8 too (scale and zero
+weights (per channel) and int8 activations whose ranges are the min and max over every
+calibration input (:func:`calibration_for`; the quantizer's own default, a moving average of
+per-sample ranges, clipped a test detector's inputs at 0.93 of [0, 1]); the file's inputs and outputs become int8 too (scale and zero
 point in the file), so no float op is left at either end. The bundle records each I/O tensor's
 ``(scale, zero_point)`` under the artifact's ``quantized_io``, and a session opened on the bundle
 takes and returns float arrays (it quantizes and dequantizes at the boundary, see
@@ -15,7 +16,9 @@ Calibration data: the user's (``--calibration DIR|FILE``: images through the bun
 pre-processing, or arrays as they are, :mod:`edgekit.converters.samples`). Without it, for a model
 that takes one RGB image, crops of the photos shipped in ``edgekit.assets`` at several positions and
 scales, mirrored, normalised as the model card or ``--mean/--std/--value-range`` say (real image
-statistics: random noise would calibrate the first layers' ranges badly); otherwise seeded random
+statistics), and a quarter as many random images in the same domain (verification's random cases
+must keep their meaning too: calibrated on photos alone, a test detector's scores moved by 0.21 on
+them in full-integer TFLite); otherwise seeded random
 inputs in the model's declared input domain (never values the model was not made for: a model that
 expects [-1, 1] is calibrated in [-1, 1]). What was used is recorded in the artifact's passes. The
 quantized file is not exact: verification judges it on the task
@@ -57,15 +60,18 @@ PHOTOS = ("coffee", "astronaut", "chelsea", "rocket")
 
 def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence[Any], *,
                        preprocess: dict[str, Any], fold: Any = None, n: int = 16,
-                       seed: int = 0, task: str | None = None) -> tuple[list[list[np.ndarray]], str]:
-    """``n`` calibration inputs (one array per model input, source layout) and what they are.
-    With ``fold`` (pre-processing folded into the model) the photos stay pixels 0..255 in the
-    fold's input layout, as the artifact takes them."""
+                       seed: int = 0, task: str | None = None,
+                       use_photos: bool = True) -> tuple[list[list[np.ndarray]], str]:
+    """Calibration inputs (one array per model input, source layout) and what they are: for one
+    RGB image input ``n`` photo crops and ``n / 4`` random images, else ``n`` random inputs, all in
+    the declared input domain (:func:`edgekit.converters.verify.random_inputs`). With ``fold``
+    (pre-processing folded into the model) they stay pixels 0..255 in the fold's input layout, as
+    the artifact takes them."""
     from edgekit.converters.verify import FoldSpec, _domain, _layout, normalise, photo_pixels
 
     rng = np.random.default_rng(seed)
     one_image = len(input_shapes) == 1 and len(input_shapes[0]) == 4 and input_shapes[0][1] == 3
-    photos = _photos() if one_image else []
+    photos = _photos() if one_image and use_photos else []
     if photos:
         b, _, h, w = input_shapes[0]
         spec = FoldSpec.from_preprocess(preprocess)
@@ -82,8 +88,12 @@ def calibration_inputs(input_shapes: Sequence[tuple[int, ...]], dtypes: Sequence
             # the crop as edgekit.preprocess feeds an image: the task's geometry, then the normalisation
             px = np.repeat(photo_pixels(np.ascontiguousarray(crop), input_shapes[0], preprocess, task)[None], b, axis=0)
             out.append([_layout(px.astype(np.float32), fold) if fold is not None else normalise(px, spec).astype(dtypes[0])])
-        return out, f"{n} crops of {len(photos)} photos" + (" (as pixels 0..255)" if fold is not None else
-                                                             f" ({_domain(preprocess)})")
+        # and random images in the same domain: verification's random cases are inputs the model must
+        # keep its meaning on too, and their activations reach further than the photos'
+        extra, _ = calibration_inputs(input_shapes, dtypes, preprocess=preprocess, fold=fold, n=max(1, n // 4),
+                                      seed=seed + 1, task=None, use_photos=False)
+        return out + extra, f"{n} crops of {len(photos)} photos and {len(extra)} random images" + (
+            " (as pixels 0..255)" if fold is not None else f" ({_domain(preprocess)})")
     from edgekit.converters.verify import random_inputs
 
     if fold is not None:  # the artifact takes pixels
@@ -177,7 +187,7 @@ def quantize_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str,
     ``{input name: array in the file's layout}`` per sample); returns ``{tensor name: {"scale",
     "zero_point", "dtype"}}`` for every input and output, whose tensors get their signature
     names back (the quantizer renames them)."""
-    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
 
     from edgekit.converters.exporters import tool_output
     from edgekit.converters.exporters.tflite import name_io_tensors
@@ -186,7 +196,13 @@ def quantize_int8(path: Path, samples: list[dict[str, np.ndarray]]) -> dict[str,
         try:
             q = quantizer.Quantizer(str(path), recipe.static_wi8_ai8())
             signature = _signature(path)
-            calibration = _widen_degenerate(q.calibrate({signature: samples}, num_threads=2))
+            # min-max over every sample (as onnxruntime's MinMax calibrator): the quantizer's default
+            # moving average of per-sample ranges clips the inputs that reach furthest
+            recipes = recipe_manager.RecipeManager()
+            recipes.load_quantization_recipe(recipe.static_wi8_ai8())
+            calib = calibrator.Calibrator(path.read_bytes(), num_threads=2, qsv_update_func=_running_min_max)
+            calib.calibrate({signature: samples}, recipes)
+            calibration = _widen_degenerate(calib.get_model_qsvs())
             result = q.quantize(calibration)
             with atomic_path(path) as tmp:
                 result.export_model(str(tmp), overwrite=True)
@@ -281,6 +297,16 @@ def _split_prelu(model: Any, g: Any, x: int, alpha: int, y: int) -> list[Any]:
 
 def _stem(graph: Any, y: int) -> str:
     return (graph.tensors[y].name or f"tensor{y}".encode()).decode(errors="replace")
+
+
+def _running_min_max(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The range over every calibration sample so far: the smallest min and the largest max."""
+    if not old:
+        return new
+    merged = dict(new)
+    merged["min"] = np.minimum(np.asarray(old["min"]), np.asarray(new["min"]))
+    merged["max"] = np.maximum(np.asarray(old["max"]), np.asarray(new["max"]))
+    return merged
 
 
 def _widen_degenerate(calibration: dict[str, Any]) -> dict[str, Any]:

@@ -770,7 +770,7 @@ def _int8_speed(conv: Any, job: Any) -> None:
         return
     ratio = int8_ms / fp32_ms if fp32_ms > 0 else float("inf")
     rec = {"fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3), "ratio": round(ratio, 3),
-           "slower": ratio > SLOWER, "method": f"medians of interleaved blocks of {per_block} runs",
+           "slower": ratio > SLOWER, "method": f"medians of 6 interleaved blocks of {per_block} runs each",
            "host": host}
     job.artifact.extra["int8_speed"] = rec
     if rec["slower"]:
@@ -778,8 +778,10 @@ def _int8_speed(conv: Any, job: Any) -> None:
                                    f"x{ratio:.2f}; {host}): for this CPU the fp32 artifact is the faster one")
 
 
-def _interleaved(a: Any, b: Any, runs: int) -> tuple[float, float, int]:
-    """Median ms per call of sessions ``a`` and ``b`` over blocks run in the order A B B A ..."""
+def _interleaved(a: Any, b: Any, runs: int, rounds: int = 6, min_block_s: float = 0.01) -> tuple[float, float, int]:
+    """Median ms per call of sessions ``a`` and ``b`` over ``rounds`` blocks each, run in the
+    order A B B A ...; a block is at least ``runs / 4`` calls and at least ``min_block_s`` long (so a
+    0.1 ms model is not timed on two calls)."""
     import statistics
     import time
 
@@ -795,10 +797,14 @@ def _interleaved(a: Any, b: Any, runs: int) -> tuple[float, float, int]:
         return out
 
     fa, fb = feed(a), feed(b)
-    a.run(fa), b.run(fb)  # warm-up
-    per_block = max(1, runs // 4)
-    ta, tb = [], []
-    for r in range(4):
+    b.run(fb)  # warm-up
+    t0 = time.perf_counter()
+    a.run(fa)
+    one = max(time.perf_counter() - t0, 1e-6)
+    per_block = min(1000, max(1, runs // 4, math.ceil(min_block_s / one)))
+    ta: list[float] = []
+    tb: list[float] = []
+    for r in range(rounds):
         for s, f, acc in ([(a, fa, ta), (b, fb, tb)] if r % 2 == 0 else [(b, fb, tb), (a, fa, ta)]):
             t0 = time.perf_counter()
             for _ in range(per_block):

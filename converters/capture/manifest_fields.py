@@ -10,7 +10,7 @@ from typing import Any
 from edgekit.converters.capture.captured import Captured
 from edgekit.errors import UsageError
 
-__all__ = ["fill_manifest_fields"]
+__all__ = ["fill_manifest_fields", "check_value_range"]
 
 
 def fill_manifest_fields(cap: Captured, task: str | None, mean: Any, std: Any, value_range: Any = None) -> None:
@@ -41,7 +41,7 @@ def fill_manifest_fields(cap: Captured, task: str | None, mean: Any, std: Any, v
         if p.get("value_range") is None:
             p["value_range"] = [0.0, 1.0]
     if value_range is not None:
-        lo, hi = _value_range(value_range)
+        lo, hi = check_value_range(value_range)
         p.update(value_range=[lo, hi], color_order=p.get("color_order", "RGB"))
     overrides = [n for n, v in (("mean", mean), ("std", std), ("value_range", value_range)) if v is not None]
     if overrides:
@@ -52,7 +52,8 @@ def fill_manifest_fields(cap: Captured, task: str | None, mean: Any, std: Any, v
     cap.preprocess["folded"] = False
 
 
-def _value_range(value_range: Any) -> tuple[float, float]:
+def check_value_range(value_range: Any) -> tuple[float, float]:
+    """``(lo, hi)`` of a ``--value-range``, or a usage error."""
     vals = [float(v) for v in value_range]
     if len(vals) != 2 or not all(map(lambda v: v == v and abs(v) != float("inf"), vals)) or vals[0] >= vals[1]:
         raise UsageError(f"--value-range must be two finite numbers LO,HI with LO < HI, got {vals}",

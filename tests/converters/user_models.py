@@ -151,3 +151,45 @@ def tiny_conv():
     """The smallest convertible model (fast CLI tests)."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval(), (torch.rand(1, 3, 8, 8),)
+
+
+class ScoreMap(nn.Module):
+    """A detector's score head: conv → ReLU → conv → ReLU → 1x1 conv → sigmoid, with He-scaled
+    random weights and logits x3, so its scores spread over (0, 1) and int8 errors show in them."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.a, self.b, self.head = nn.Conv2d(3, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1), \
+            nn.Conv2d(width, 1, 1)
+        with torch.no_grad():
+            for c in (self.a, self.b, self.head):
+                c.weight.copy_(torch.randn(c.weight.shape, generator=g) * (2.0 / c.weight[0].numel()) ** 0.5)
+                c.bias.zero_()
+
+    def forward(self, x):
+        return torch.sigmoid(self.head(F.relu(self.b(F.relu(self.a(x))))) * 3)
+
+
+def score_map():
+    """A detector-like score map on 32x32 RGB in [0, 1] (sigmoid output: scores)."""
+    return ScoreMap().eval(), (torch.rand(1, 3, 32, 32),)
+
+
+def dotted_names_onnx(path):
+    """Write an ONNX model whose input and outputs are named as PaddleOCR names them
+    (``softmax_11.tmp_0``) and with '/': a softmax over classes and a sigmoid map."""
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.c = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.c(x)
+            return torch.softmax(y.mean((2, 3)), 1), torch.sigmoid(y)
+
+    torch.onnx.export(TwoHeads().eval(), (torch.rand(1, 3, 16, 16),), str(path), input_names=["x"],
+                      output_names=["softmax_11.tmp_0", "det/sigmoid.map"], dynamo=False)
+    return path
