@@ -172,10 +172,19 @@ def validate_selection(target: str | None, passes: Sequence[str] | None = None, 
     wanted = list(passes) if passes else pipeline_for(target)  # type: ignore[arg-type]  (checked on load)
     unknown = [p for p in [*wanted, *skip] if p not in PASSES]
     if unknown:
-        raise UsageError(f"unknown pass(es) {', '.join(unknown)}", hint=f"known passes: {', '.join(PASSES)}")
+        raise UsageError(f"unknown pass(es) {', '.join(unknown)}", hint=_unknown_pass_hint(unknown))
     if passes and (problem := pipeline_problem(wanted)):
         raise UsageError(problem, where="--passes", hint="reorder the pass ids")
     return [p for p in wanted if p not in skip]
+
+
+def _unknown_pass_hint(unknown: Sequence[str]) -> str:
+    """Close matches for each unknown id, else where the full list is (the registry is too long for one line)."""
+    import difflib
+
+    close = sorted({m for u in unknown for m in difflib.get_close_matches(u, PASSES, n=2, cutoff=0.5)})
+    listing = "docs/passes.md lists every pass id"
+    return f"did you mean {', '.join(close)}? ({listing})" if close else listing
 
 
 def stage_passes(target: str | None, passes: Sequence[str] | None = None, skip: Iterable[str] = (), *,
