@@ -117,6 +117,7 @@ def diagnose() -> dict[str, Any]:
         ("delegates", find_delegates),
         ("devices", _devices),
         ("cameras", _cameras),
+        ("npu_compilers", _npu_compilers),
     )
     for key, fn in sections:
         try:
@@ -399,6 +400,86 @@ def _cameras() -> dict[str, Any]:
     return {"devices": devices, "picamera2": picam, "note": note}
 
 
+# -- NPU compilers -------------------------------------------------------------------------------
+
+RKNN_PYTHON_ENV = "EDGEKIT_RKNN_PYTHON"
+# How to make the separate interpreter rknn-toolkit2 needs: it pins NumPy <= 1.26, ONNX <= 1.18 and
+# torch <= 2.4, which cannot share an environment with edgekit's converters.
+RKNN_HOWTO = ("python3.11 -m venv ~/rknn-venv && ~/rknn-venv/bin/pip install torch==2.4.0 "
+              "--index-url https://download.pytorch.org/whl/cpu && ~/rknn-venv/bin/pip install rknn-toolkit2, "
+              f"then export {RKNN_PYTHON_ENV}=~/rknn-venv/bin/python")
+# Where ai-edge-litert-sdk-qualcomm keeps the Qualcomm AI Runtime SDK it downloads while it installs.
+_QUALCOMM_SDK_LIBS = ("data", "lib", "x86_64-linux-clang")
+
+
+def _npu_compilers() -> dict[str, Any]:
+    """The NPU compilers edgekit can drive, and whether each can really run here."""
+    return {"vela": _vela(), "rknn": rknn_status(), "qualcomm": _qualcomm_sdk()}
+
+
+def _vela() -> dict[str, Any]:
+    out: dict[str, Any] = {"package": "ethos-u-vela", "version": _version("ethos-u-vela"),
+                           "targets": "Arm Ethos-U55 / U65 / U85 (edgekit compile)"}
+    if out["version"] is None:
+        out["error"] = "not installed"
+        out["fix"] = 'pip install "edgekit[ethos-u]"'
+    return out
+
+
+def rknn_status(python: str | None = None, timeout: float = 180.0) -> dict[str, Any]:
+    """Whether the interpreter named by ``python`` (default: ``$EDGEKIT_RKNN_PYTHON``) imports rknn-toolkit2.
+
+    That interpreter is the user's; edgekit only starts it (never installs into it)."""
+    python = python or os.environ.get(RKNN_PYTHON_ENV) or None
+    out: dict[str, Any] = {"package": "rknn-toolkit2", "python": python, "version": None,
+                           "targets": "Rockchip RK3588 / RK3576 / RK3566 NPUs (simulated on x86-64)"}
+    if not python:
+        return {**out, "ok": False, "error": f"no interpreter named ({RKNN_PYTHON_ENV} is not set)", "fix": RKNN_HOWTO}
+    code = ("import json, importlib.metadata as m; import rknn.api; "
+            "print(json.dumps({d: m.version(d) for d in ('rknn-toolkit2', 'numpy', 'onnx', 'torch')}))")
+    try:
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**out, "ok": False, "error": f"importing rknn.api in {python} did not finish in {timeout:.0f} s",
+                "fix": RKNN_HOWTO}
+    except OSError as e:
+        return {**out, "ok": False, "error": f"cannot start {python} ({e.strerror or e})", "fix": RKNN_HOWTO}
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        why = lines[-1][:300] if lines else f"exit code {proc.returncode}"
+        return {**out, "ok": False, "error": f"{python} cannot import rknn.api ({why})", "fix": RKNN_HOWTO}
+    import json
+
+    try:
+        versions = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {**out, "ok": False, "error": f"{python} printed no versions", "fix": RKNN_HOWTO}
+    return {**out, "ok": True, "version": versions.get("rknn-toolkit2"), "versions": versions}
+
+
+def _qualcomm_sdk() -> dict[str, Any]:
+    """ai-edge-litert-sdk-qualcomm downloads Qualcomm's SDK while pip installs it; offline, the install
+    succeeds with no SDK inside. Look for the SDK's libraries rather than trust the package."""
+    import importlib.util
+
+    out: dict[str, Any] = {"package": "ai-edge-litert-sdk-qualcomm", "version": _version("ai-edge-litert-sdk-qualcomm"),
+                           "targets": "Qualcomm Hexagon NPUs (LiteRT ahead-of-time compilation)"}
+    if out["version"] is None:
+        return {**out, "sdk": None, "error": "not installed"}
+    try:
+        spec = importlib.util.find_spec("ai_edge_litert_sdk_qualcomm")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        return {**out, "sdk": None, "error": "installed, but its module is missing"}
+    libs = Path(spec.origin).parent.joinpath(*_QUALCOMM_SDK_LIBS)
+    found = sorted(p.name for p in libs.glob("*.so*")) if libs.is_dir() else []
+    if not found:
+        return {**out, "sdk": None, "empty": True,
+                "error": f"installed without the Qualcomm SDK (no libraries in {libs})"}
+    return {**out, "sdk": str(libs.parent.parent), "libraries": len(found)}
+
+
 # -- known-bad combinations --------------------------------------------------------------------
 
 def _problems(r: dict[str, Any]) -> list[dict[str, str]]:
@@ -456,6 +537,15 @@ def _problems(r: dict[str, Any]) -> list[dict[str, str]]:
         add("warning", f"picamera2 is installed but does not import ({cams['picamera2'].get('error')})",
             "on Raspberry Pi OS use the system package: sudo apt install python3-picamera2, and create the venv "
             "with --system-site-packages")
+    npu = r.get("npu_compilers") or {}
+    qc = npu.get("qualcomm") if isinstance(npu, dict) else None
+    if isinstance(qc, dict) and qc.get("empty"):
+        add("warning", f"ai-edge-litert-sdk-qualcomm {qc.get('version')} holds no Qualcomm SDK (its install downloads "
+            "the SDK and goes on without it when the download fails); Qualcomm NPU compilation cannot run",
+            "with network access: pip install --force-reinstall --no-cache-dir ai-edge-litert-sdk-qualcomm")
+    rk = npu.get("rknn") if isinstance(npu, dict) else None
+    if isinstance(rk, dict) and rk.get("python") and not rk.get("ok"):
+        add("warning", f"{RKNN_PYTHON_ENV} is set but {rk.get('error')}", RKNN_HOWTO)
     return problems
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from edgekit.cli._common import handle_errors, out_console, print_json
 
@@ -88,6 +89,20 @@ def render(r: dict[str, Any]) -> None:
     pc_text = "imports" if pc.get("imports") else (pc.get("error") or "not installed")
     note = f"  [dim]{cams['note']}[/]" if cams.get("note") else ""
     con.print(f"[bold]Cameras[/]  {cam_text}  ·  picamera2: {pc_text}{note}")
+
+    npu = r.get("npu_compilers") or {}
+    if isinstance(npu, dict) and npu:
+        con.print("[bold]NPU compilers[/]")
+        for c in npu.values():
+            if not isinstance(c, dict):
+                continue
+            label = f"{c.get('package')} {c.get('version') or ''}".strip()
+            if c.get("error"):
+                mark, notes = "[dim]–[/]", f"[dim]{escape(c['error'])}[/]"
+            else:
+                where = f" in {c['python']}" if c.get("python") else (f", SDK at {c['sdk']}" if c.get("sdk") else "")
+                mark, notes = "[green]✓[/]", escape(f"{c.get('targets', '')}{where}")
+            con.print(f"  {mark} {escape(label)}  {notes}")
 
     problems = r.get("problems") or []
     if not problems:

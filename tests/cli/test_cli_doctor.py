@@ -141,3 +141,61 @@ def test_probe_import_reports_a_failing_import():
     ok, error = doctor._probe_import("edgekit_no_such_module_xyz")
     assert ok is False and "ModuleNotFoundError" in error
     assert doctor._probe_import("json") == (True, None)
+
+
+def _fake_qualcomm_sdk(tmp_path, monkeypatch, libraries=()):
+    """An ai-edge-litert-sdk-qualcomm install as pip leaves it: offline, the module without its SDK."""
+    pkg = tmp_path / "site" / "ai_edge_litert_sdk_qualcomm"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    for name in libraries:
+        lib = pkg / "data" / "lib" / "x86_64-linux-clang" / name
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        lib.write_bytes(b"\x7fELF")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda d: "2.3.0" if d == "ai-edge-litert-sdk-qualcomm" else real(d))
+
+
+def test_doctor_flags_qualcomm_sdk_installed_empty(tmp_path, monkeypatch):
+    _fake_qualcomm_sdk(tmp_path, monkeypatch)
+    r = doctor.diagnose()
+    qc = r["npu_compilers"]["qualcomm"]
+    assert qc["version"] == "2.3.0" and qc["sdk"] is None and qc["empty"]
+    flagged = [p for p in r["problems"] if "holds no Qualcomm SDK" in p["what"]]
+    assert len(flagged) == 1 and "--force-reinstall" in flagged[0]["fix"]
+
+
+def test_doctor_trusts_qualcomm_sdk_with_libraries(tmp_path, monkeypatch):
+    _fake_qualcomm_sdk(tmp_path, monkeypatch, libraries=("libQnnHtp.so", "libQnnSystem.so"))
+    r = doctor.diagnose()
+    qc = r["npu_compilers"]["qualcomm"]
+    assert qc["libraries"] == 2 and qc["sdk"].endswith("data") and "error" not in qc
+    assert not [p for p in r["problems"] if "Qualcomm" in p["what"]]
+
+
+def _fake_python(folder, body: str):
+    """A stand-in for the user's rknn interpreter: a script that answers the probe."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "python"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_doctor_rknn_interpreter_probe(tmp_path, monkeypatch):
+    monkeypatch.delenv(doctor.RKNN_PYTHON_ENV, raising=False)
+    unset = doctor.rknn_status()
+    assert not unset["ok"] and doctor.RKNN_PYTHON_ENV in unset["error"] and "rknn-toolkit2" in unset["fix"]
+
+    good = _fake_python(tmp_path / "good", """echo '{"rknn-toolkit2": "2.5.0", "numpy": "1.26.4", "onnx": "1.18.0", "torch": "2.4.0"}'""")
+    ok = doctor.rknn_status(good)
+    assert ok["ok"] and ok["version"] == "2.5.0" and ok["versions"]["numpy"] == "1.26.4"
+
+    broken = _fake_python(tmp_path / "broken", "echo \"ModuleNotFoundError: No module named 'rknn'\" >&2; exit 1")
+    bad = doctor.rknn_status(broken)
+    assert not bad["ok"] and "No module named 'rknn'" in bad["error"]
+
+    monkeypatch.setenv(doctor.RKNN_PYTHON_ENV, broken)
+    problems = doctor.diagnose()["problems"]
+    assert [p for p in problems if doctor.RKNN_PYTHON_ENV in p["what"] and "rknn" in p["what"]]
