@@ -52,18 +52,20 @@ class ConvertResult:
     artifacts: list[ArtifactStatus]
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    compile_error: str | None = None  # --compile: why the NPU compiler did not compile the TFLite artifact
 
     @property
     def ok(self) -> bool:
-        """True when every artifact passed verification, or was skipped for a stated reason."""
-        return all(a.status in ("passed", "skipped") for a in self.artifacts)
+        """True when every artifact passed verification, or was skipped for a stated reason, and
+        ``--compile`` (when asked) compiled."""
+        return all(a.status in ("passed", "skipped") for a in self.artifacts) and self.compile_error is None
 
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 3
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bundle": str(self.bundle), "ok": self.ok, "exit_code": self.exit_code,
+        return {"bundle": str(self.bundle), "ok": self.ok, "exit_code": self.exit_code, "compile_error": self.compile_error,
                 "seconds": round(self.seconds, 2), "stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
                 "artifacts": [a.to_dict() for a in self.artifacts], "manifest": self.manifest.to_dict()}
 
@@ -92,6 +94,7 @@ def convert(
     verify_data: str | Path | None = None,
     calibration: str | Path | None = None,
     progress: Callable[[Event], None] | None = None,
+    compile: str | None = None,
 ) -> ConvertResult:
     """Convert ``source`` to ``formats`` and write a verified bundle to ``out``.
 
@@ -110,13 +113,16 @@ def convert(
     ``passes``, ``skip_passes``: the rewrite stage (a target's pipeline, or the passes named);
     with a target, every artifact is also linted against it. ``bench_runs``: timed runs for the
     latency column (0 skips it). ``progress`` receives an :class:`Event` at the start and end of
-    every stage.
+    every stage. ``compile``: an Ethos-U accelerator (``ethos-u55-256``...): the int8 TFLite
+    artifact is compiled by Arm's Vela as the last stage (:mod:`edgekit.compiler`).
     """
     from edgekit.converters.capture.stage import capture_stage
     from edgekit.converters.exporters.stage import export_stage
     from edgekit.converters.lint_stage import lint_stage
     from edgekit.converters.rewrite import rewrite_stage
     from edgekit.converters.bundle_stage import write_stage
+    from edgekit.converters.compile_stage import check_compile_options, compile_stage
+    from edgekit.converters.int8_native import native_stage
     from edgekit.converters.verify import verify_stage
 
     t_start = time.perf_counter()
@@ -128,6 +134,7 @@ def convert(
         from edgekit.converters.capture.manifest_fields import check_value_range
 
         check_value_range(value_range)  # a usage error before any work
+    check_compile_options(compile, options.formats, precision)
     out_path = Path(out) if out is not None else Path(f"{_default_name(source)}_edgekit")
     with staging_dir(out_path, force=force) as tmp:
         conv = Conversion(options, tmp, out_path, progress or (lambda e: None))
@@ -136,11 +143,13 @@ def convert(
                              task=task, mean=mean, std=std, value_range=value_range)
         jobs = rewrite_stage(conv, jobs)
         jobs = export_stage(conv, jobs)
+        jobs = native_stage(conv, jobs)  # int8 + --target: ops the target runs natively, folded back
         jobs = verify_stage(conv, jobs)
         jobs = lint_stage(conv, jobs)
         manifest = write_stage(conv, jobs)
+        manifest, compile_error = compile_stage(conv, jobs, manifest, compile)
     return ConvertResult(out_path, manifest, [j.status for j in jobs], time.perf_counter() - t_start,
-                         conv.stage_seconds)
+                         conv.stage_seconds, compile_error)
 
 
 def _default_name(source: Any) -> str:

@@ -26,6 +26,7 @@ _LAZY = {
     "load": "edgekit.runtimes.registry:load",
     "bench": "edgekit.runtimes.bench:bench",
     "convert": "edgekit.converters.api:convert",
+    "compile": "edgekit.compiler:compile",
     "Session": "edgekit.runtimes.base:Session",
     "TensorSpec": "edgekit.runtimes.base:TensorSpec",
     "zoo": "edgekit.zoo",
@@ -36,6 +37,7 @@ __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgekit import errors, zoo
+    from edgekit.compiler import compile
     from edgekit.converters.api import convert
     from edgekit.runtimes.base import Session, TensorSpec
     from edgekit.runtimes.bench import bench

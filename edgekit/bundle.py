@@ -238,6 +238,35 @@ def _tensor_rule(t: dict) -> tuple[str, str] | None:
     return None
 
 
+def _compiled_by_schema():
+    """An artifact an NPU compiler made (``edgekit compile``): which compiler, for which system."""
+    from edgekit.schema import Obj, Opt, Str
+
+    return Obj({"vela!": Str(nonempty=True, max_len=64), "accelerator!": Str(nonempty=True, max_len=64),
+                "system_config": Str(max_len=256), "memory_mode": Str(max_len=256), "config_file": Str(max_len=256),
+                "source": Str(max_len=1024), "source_sha256": Opt(Str(max_len=64))})
+
+
+def _npu_schema():
+    """What the NPU compiler reported for a compiled artifact (see :mod:`edgekit.vela`)."""
+    from edgekit.schema import Int, List, Map, Num, Obj, OneOf, Opt, Str
+
+    count = Int(min=0)
+    cycles = OneOf([count, Map(count)], "a cycle count, or cycle counts by op type")
+    cpu_op = Obj({"index!": count, "op!": Str(max_len=128), "on": Str(choices=("npu", "cpu")),
+                  "reasons": List(Str(max_len=4096), max_len=64)})
+    ops = Obj({"total!": count, "npu!": count, "cpu!": count, "npu_by_type": Map(count), "cpu_by_type": Map(count),
+               "cpu_ops": List(cpu_op, max_len=100_000), "vela_counts": Map(count)})
+    return Obj({
+        "compiler": Obj({"name!": Str(max_len=64), "version!": Str(max_len=64)}),
+        "accelerator!": Str(nonempty=True, max_len=64), "system_config": Str(max_len=256),
+        "memory_mode": Str(max_len=256), "config_file": Str(max_len=256), "core_clock_hz": Num(min=0),
+        "ops!": ops, "macs": count, "cycles": Map(cycles), "inference_time_s": Num(min=0),
+        "inferences_per_second": Opt(Num(min=0)), "memory": Map(count), "weights": Map(count),
+        "notes": List(Str()),
+    })
+
+
 def _manifest_schema():
     from edgekit.schema import Any_, Bool, Int, List, Map, Num, Obj, OneOf, Opt, Str
 
@@ -252,6 +281,7 @@ def _manifest_schema():
         "precision": Str(choices=("fp32", "fp16", "int8")), "passes": List(Str()),
         "verification": Map(Any_()), "lint": Map(Any_()), "size_bytes": Opt(Int(min=0)),
         "sha256": Opt(Str(max_len=64)), "source_layouts": Map(Str(max_len=32)), "quantized_io": Map(qparams),
+        "compiled_by": _compiled_by_schema(), "npu": _npu_schema(),
     })
     preprocess = Obj({
         "layout": Opt(Str(max_len=32)), "color_order": Opt(Str(choices=("RGB", "BGR", "GRAY"))),

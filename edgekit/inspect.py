@@ -93,9 +93,15 @@ def inspect_bundle(folder: str | os.PathLike, placement: bool = True) -> dict[st
         }
         if a.source_layouts:
             entry["source_layouts"] = dict(a.source_layouts)
+        compiled = "compiled_by" in a.extra  # an NPU compiler's output (edgekit compile): runs only on the NPU
+        if compiled:
+            entry["compiled_by"], entry["npu"] = a.extra["compiled_by"], a.extra.get("npu")
         try:
             file = contained_path(folder, a.path, folder / MANIFEST_NAME, "artifact path")
-            entry["inspect"] = _manifest_layouts(inspect_model(file, placement=placement), a)
+            info = inspect_model(file, placement=placement and not compiled)
+            if compiled:  # its ops are the compiler's command stream, not the model's: no host lint
+                info.pop("lint", None)
+            entry["inspect"] = _manifest_layouts(info, a)
         except EdgekitError as e:
             entry["error"] = str(e)
         artifacts.append(entry)

@@ -70,6 +70,9 @@ def choose_artifact(manifest: Any, backend: str = "auto") -> tuple[Any, str, lis
             reason = a.verification.get("reason")
             skipped.append((a.path, "verification failed" + (f" ({reason})" if reason else "")))
             continue
+        if "compiled_by" in a.extra:  # an NPU compiler's output (edgekit compile): runs only on that NPU
+            skipped.append((a.path, f"compiled for {a.target}: runs only on that NPU"))
+            continue
         if explicit is not None:
             if a.format not in explicit.FORMATS:
                 skipped.append((a.path, f"backend '{backend}' does not open {a.format} models"))

@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-COMMANDS = ("convert", "inspect", "lint", "bench", "run", "demo", "zoo", "doctor")
+COMMANDS = ("convert", "compile", "inspect", "lint", "bench", "run", "demo", "zoo", "doctor")
 
 app = typer.Typer(
     name="edgekit",
@@ -46,6 +46,7 @@ _METAVARS = {"out": "DIR", "output": "FILE", "input": "FILE", "record": "OUT.mp4
              "weights": "FILE", "target": "NAME", "threads": "N", "runs": "N", "warmup": "N", "frames": "N",
              "bench_runs": "N", "seed": "N", "to": "FORMATS", "passes": "IDS", "skip_pass": "ID",
              "input_shape": "SHAPE", "precision": "fp32|fp16|int8", "input_layout": "NCHW|NHWC",
+             "system_config": "NAME", "memory_mode": "NAME", "compile_for": "ACCELERATOR",
              "backend": "NAME", "accelerator": "NAME", "task": "TASK", "mean": "M,M,M", "std": "S,S,S"}
 
 

@@ -64,6 +64,9 @@ def register(app: typer.Typer) -> None:
         no_verify: bool = typer.Option(False, "--no-verify", help="Do not verify the artifacts (recorded as not run)."),
         bench_runs: int = typer.Option(10, "--bench-runs", help="Timed runs for the latency column (0: none)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+        compile_for: Optional[str] = typer.Option(None, "--compile", help="Last stage: compile the int8 TFLite "
+                                                  "artifact with Arm's Vela for this Ethos-U (e.g. ethos-u55-256; "
+                                                  "see `edgekit compile --help`)."),
     ) -> None:
         """Convert a model to ONNX / TFLite / CoreML, verify every artifact, write a bundle.
 
@@ -81,6 +84,7 @@ def register(app: typer.Typer) -> None:
             task=task, verify_data=verify_data, calibration=calibration,
             passes=[p.strip() for p in passes.split(",") if p.strip()] if passes else None,
             skip_passes=tuple(skip_pass or ()), verify=not no_verify, bench_runs=bench_runs, progress=progress,
+            compile=compile_for,
         )
         if json_out:
             print_json(result.to_dict())
@@ -88,8 +92,9 @@ def register(app: typer.Typer) -> None:
             _summary(result)
         if result.exit_code:
             bad = [a for a in result.artifacts if a.status not in ("passed", "skipped")]
-            err_console().print(f"edgekit: {len(bad)} artifact(s) failed: "
-                                + "; ".join(f"{a.format} {a.status}" for a in bad)
+            what = [f"{a.format} {a.status}" for a in bad] + ([f"compile: {result.compile_error}"]
+                                                              if result.compile_error else [])
+            err_console().print(f"edgekit: {len(what)} artifact(s) failed: " + "; ".join(what)
                                 + f" — the bundle is kept in {result.bundle} (see edgekit.json)", markup=False)
             raise typer.Exit(result.exit_code)
 
@@ -136,7 +141,7 @@ def _summary(result: Any) -> None:
                   title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     for col in ("artifact", "size", "verification", "latency"):
         table.add_column(col, justify="right" if col in ("size", "latency") else "left")
-    by_format = {a.format: a for a in result.manifest.artifacts}
+    by_format = {a.format: a for a in result.manifest.artifacts if "compiled_by" not in a.extra}
     for st in result.artifacts:
         art = by_format.get(st.format)
         name = art.path if art else f"{st.format} (not written)"
@@ -151,6 +156,12 @@ def _summary(result: Any) -> None:
             verdict = f"[red]{st.status}[/] {_escape(st.reason or '')}"
         latency = f"{st.latency_ms:.2f} ms" if st.latency_ms is not None else "—"
         table.add_row(name, size, verdict, latency)
+    for art in result.manifest.artifacts:
+        if "compiled_by" in art.extra:  # edgekit convert --compile: the NPU compiler's output
+            from edgekit.compiler import summary_line
+
+            table.add_row(art.path, human_size(art.size_bytes) if art.size_bytes else "—",
+                          f"[yellow]skipped[/] {_escape(summary_line(art.extra.get('npu') or {}))}", "—")
     out_console().print(table)
     for st in result.artifacts:
         for w in st.warnings:

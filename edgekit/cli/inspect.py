@@ -194,3 +194,9 @@ def render_bundle(info: dict[str, Any]) -> None:
         render_model(a["inspect"], heading=False)
         if a.get("passes"):
             con.print(f"[bold]Passes[/]  {', '.join(a['passes'])}")
+        if a.get("npu"):
+            from rich.markup import escape
+
+            from edgekit.compiler import describe
+
+            con.print("[bold]NPU[/]  " + escape("\n     ".join(describe(a["npu"]))))

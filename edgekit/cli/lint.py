@@ -91,6 +91,8 @@ def _lint_bundle(folder: Path, target: str | None) -> tuple[list[Any], Any]:
     declined = convert.get("passes_not_applied") or {}
     reports = []
     for art in manifest.artifacts:
+        if "compiled_by" in art.extra:  # an NPU compiler's output: its ops are the compiler's, not the model's
+            continue
         path = contained_path(folder, art.path, folder / MANIFEST_NAME, "artifact path")
         if path.suffix.lower() not in LINT_FORMATS or (profile.formats and art.format not in profile.formats):
             continue
