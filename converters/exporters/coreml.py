@@ -33,7 +33,7 @@ DEPLOYMENT_TARGET = "iOS16"
 
 def export(request: ExportRequest) -> ExportResult:
     rank5 = any(getattr(t, "dim", lambda: 0)() >= 5 for t in request.kwargs.values())
-    passes = ["torch.export.run_decompositions(edgekit ops)", "coremltools default mlprogram pipeline"]
+    passes = ["torch.export.run_decompositions(edgekit ops)"]
     notes: list[str] = []
     extra: dict = {"minimum_deployment_target": DEPLOYMENT_TARGET}
     logging.getLogger("coremltools").setLevel(logging.ERROR)
@@ -42,11 +42,13 @@ def export(request: ExportRequest) -> ExportResult:
             import coremltools as ct
             import numpy as np
 
+            from edgekit.converters.exporters import forms
             from edgekit.converters.passes import _custom_ops
 
             # ops the rewrite passes emit (edgekit.depth_to_space) become the exact torch ops
             _custom_ops.register_coreml()
-            program = request.program.run_decompositions(_custom_ops.coreml_decompositions())
+            program = request.program.run_decompositions(_custom_ops.coreml_decompositions())  # a new program
+            passes.extend(forms.lower(program.graph_module, "coreml"))  # exact forms of ops coremltools refuses
             inputs = []
             for i, name in enumerate(request.input_names):
                 shape = tuple(request.kwargs[name].shape)
@@ -70,6 +72,7 @@ def export(request: ExportRequest) -> ExportResult:
                 convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
                 compute_precision=precision,
             )
+            passes.append("coremltools default mlprogram pipeline")
             mlmodel.short_description = f"edgekit {request.task} model"
             mlmodel.save(str(request.dest))
         except Exception as e:

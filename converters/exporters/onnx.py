@@ -46,11 +46,15 @@ def export(request: ExportRequest) -> ExportResult:
             else:
                 import torch
 
+                from edgekit.converters.exporters import forms
                 from edgekit.converters.passes import _custom_ops
 
                 program = request.program_fp16 if request.precision == "fp16" else request.program
                 if program is None:
                     raise ConversionError("export", f"onnx: no {request.precision} program was captured")
+                if forms.matches(program.graph_module, "onnx"):  # on a copy: the request's program stays
+                    program = program.run_decompositions({})
+                    passes.extend(forms.lower(program.graph_module, "onnx"))
                 onnx_program = torch.onnx.export(
                     program, (), kwargs=request.kwargs, dynamo=True, optimize=False, verbose=False,
                     input_names=request.input_names, output_names=request.output_names,

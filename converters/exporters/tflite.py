@@ -22,8 +22,9 @@ import os
 
 from edgekit._fs import atomic_path
 from edgekit.converters.exporters import ExportRequest, ExportResult, export_failure, tool_output
+from edgekit.errors import ConversionError
 
-__all__ = ["export", "name_io_tensors"]
+__all__ = ["export", "name_io_tensors", "lower_for_tflite"]
 
 FP16_PASS = "ai_edge_quantizer.float_casting(fp16 weights)"
 NAME_PASS = "tflite.name_io_tensors"
@@ -39,12 +40,17 @@ def export(request: ExportRequest) -> ExportResult:
         try:
             import litert_torch
 
+            from edgekit.converters.exporters import forms
             from edgekit.converters.passes import _custom_ops
 
             _custom_ops.register_litert()  # edgekit.depth_to_space → DEPTH_TO_SPACE (a rewrite may emit it)
-            module = request.program.module()
+            program = request.program
+            program, lowered = lower_for_tflite(program)
+            passes.extend(lowered)
+            module = program.module()
             module.training = False  # the unlifted module refuses .eval(); litert-torch only reads the flag
-            if _takes_keywords(request.program):
+            passes.extend(forms.lower(module, "tflite"))  # exact forms of ops litert-torch refuses (own copy)
+            if _takes_keywords(program):
                 edge = litert_torch.convert(module, sample_kwargs=dict(request.kwargs))
             else:  # a rewritten program (passes re-export positionally; the input names are kept)
                 edge = litert_torch.convert(module, tuple(request.kwargs[n] for n in request.input_names))
@@ -54,7 +60,7 @@ def export(request: ExportRequest) -> ExportResult:
                 passes.append(FP16_PASS)
                 notes.append("float16 weights (DEQUANTIZE to float32 on CPU; the GPU delegate computes in float16)")
             if request.dest.stat().st_size < _RENAME_LIMIT:
-                positional = not _takes_keywords(request.program)
+                positional = not _takes_keywords(program)
                 name_io_tensors(request.dest, request.input_names if positional else None,
                                  request.output_names if positional else None)
                 passes.append(NAME_PASS)
@@ -63,6 +69,26 @@ def export(request: ExportRequest) -> ExportResult:
     if not request.dest.is_file():
         raise export_failure("tflite", RuntimeError("litert-torch wrote no file"), log, rank5=rank5)
     return ExportResult(request.dest, passes=passes, notes=notes)
+
+
+def lower_for_tflite(program):
+    """The program-stage lowerings every TFLite export needs, whatever the target: adaptive max
+    pools whose output divides the input become plain max pools (``adaptive_pool_to_pool``, exact;
+    litert-torch cannot lower ``adaptive_max_pool2d``, and lowers adaptive averages itself).
+    Returns ``(program, applied)``; an adaptive max pool that no plain pool computes is refused
+    with the pass's reason."""
+    from edgekit.converters.passes import adaptive_pool_to_pool as adaptive
+
+    applied = []
+    maxes = [n for n in adaptive.adaptive_pools(program) if adaptive.ADAPTIVE[n.target][3]]
+    if any(not isinstance(adaptive.kernel_of(n), str) for n in maxes):
+        program = adaptive.rewrite(program, max_only=True)
+        applied.append("adaptive_pool_to_pool(max)")
+    for node in adaptive.adaptive_pools(program):
+        if adaptive.ADAPTIVE[node.target][3]:  # litert-torch decomposes adaptive averages itself
+            raise ConversionError("export", f"tflite: LiteRT has no adaptive max pooling, and {adaptive.kernel_of(node)}",
+                                  hint="choose an output size that divides the input, or drop tflite from --to")
+    return program, applied
 
 
 def _takes_keywords(program) -> bool:

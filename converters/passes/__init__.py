@@ -121,6 +121,9 @@ PASSES: dict[str, PassSpec] = {
         "pixel_shuffle_to_depth_to_space": "a pixel shuffle spelled as a rank-6 view chain becomes DEPTH_TO_SPACE there, not a rank-4 transpose here",
         "pixel_shuffle_to_transpose_conv": "a pixel shuffle spelled as a rank-6 view chain becomes TRANSPOSE_CONV there, not a rank-4 transpose here",
     }),
+    "adaptive_pool_to_pool": PassSpec("program", after={
+        "static_shapes": "the pool's kernel is the static input size divided by the output size",
+    }),
     "nhwc_boundary": PassSpec("program", ("tflite",), after={
         "frames_to_batch": "it moves C last on the per-frame (T, C, H, W) interface frames_to_batch makes; before it, a 5-D interface stays channels-first",
     }),
