@@ -1,0 +1,196 @@
+"""Rockchip's NPU compiler, rknn-toolkit2, run in an interpreter of the user's choosing.
+
+rknn-toolkit2 (x86-64 wheels; RK3588, RK3576, RK3566/RK3568, RK3562 targets) converts ONNX to
+``.rknn`` and runs a simulator of the NPU on the host, offline. It pins NumPy <= 1.26, ONNX <= 1.18
+and torch <= 2.4, so it cannot share edgekit's environment: the user names an interpreter where
+it is installed (``--rknn-python PATH`` or ``EDGEKIT_RKNN_PYTHON``; ``edgekit doctor`` says how
+to make one). edgekit never installs anything into it; it starts :mod:`edgekit._rknn_worker` there
+as a script, which talks back through files in a private folder.
+
+:func:`rknn_check` takes a bundle's fp32 ONNX artifact (the one edgekit verified against the
+source), has the toolkit build it for the platform (float models run in float16 on these NPUs),
+runs the simulator on verification inputs made as ``edgekit convert`` makes them (seeded random
+inputs in the declared domain and, for image models, a photo through the bundle's
+pre-processing), and compares every output with onnxruntime's on the same ONNX file. It reports
+the toolkit's op table (each op's type, data type, NPU or CPU, cycles) and the agreement, judged by
+the fp16 criteria of the task (PSNR for super-resolution, top-1 for classifiers, cosine otherwise).
+
+Example::
+
+    >>> r = rknn_check("sr/", "rk3588", python="~/rknn-venv/bin/python")   # doctest: +SKIP
+    >>> r["ops"]["npu"], r["ops"]["cpu"], r["agreement"]["status"]          # doctest: +SKIP
+    (5, 0, 'passed')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError, UsageError
+
+__all__ = ["PLATFORMS", "rknn_check", "resolve_python", "agreement"]
+
+PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566", "rk3562")
+# What the simulator's float16 must reach against onnxruntime's float32, by task (stated: the
+# NPU computes every layer in float16, so the error compounds with depth; an SR net or decoder
+# that agrees to these PSNRs is visually identical, and a classifier must keep its top-1).
+PSNR_DB = {"super-resolve": 40.0, "decode-video": 35.0}
+COSINE = 0.999
+# Operators the toolkit adds around every graph to move tensors in and out; they do no math.
+_IO_OPS = {"InputOperator", "OutputOperator"}
+
+
+def resolve_python(python: str | os.PathLike | None) -> str:
+    """The interpreter that has rknn-toolkit2: ``python``, else ``$EDGEKIT_RKNN_PYTHON``, else a usage error."""
+    from edgekit.doctor import RKNN_HOWTO, RKNN_PYTHON_ENV
+
+    chosen = str(python) if python else os.environ.get(RKNN_PYTHON_ENV, "")
+    if not chosen:
+        raise UsageError(f"rknn-toolkit2 runs in an interpreter of its own: pass --rknn-python PATH or set "
+                         f"{RKNN_PYTHON_ENV}", hint=f"make one: {RKNN_HOWTO}")
+    return os.path.expanduser(chosen)
+
+
+def rknn_check(bundle: str | os.PathLike, platform: str = "rk3588", *, python: str | os.PathLike | None = None,
+               rknn_out: str | os.PathLike | None = None, n_random: int = 2, timeout: float = 1800.0) -> dict[str, Any]:
+    """Build the bundle's fp32 ONNX with rknn-toolkit2 for ``platform``, run its simulator on
+    verification inputs and compare with onnxruntime. ``rknn_out``: where to keep the ``.rknn``
+    file (not kept when None). Returns a JSON-ready report; raises :class:`EdgekitError` with one
+    line when the toolkit fails (its log's last error line)."""
+    from edgekit.bundle import MANIFEST_NAME, read_manifest
+    from edgekit.doctor import RKNN_HOWTO, rknn_status
+
+    if platform not in PLATFORMS:
+        raise UsageError(f"unknown Rockchip platform '{platform}'", hint=f"use one of {', '.join(PLATFORMS)}")
+    folder = Path(bundle)
+    manifest = read_manifest(folder)
+    onnx_art = next((a for a in manifest.artifacts if a.format == "onnx" and a.precision == "fp32"
+                     and "compiled_by" not in a.extra), None)
+    if onnx_art is None:
+        raise EdgekitError("the bundle has no fp32 ONNX artifact for rknn-toolkit2 to convert",
+                           where=folder / MANIFEST_NAME, hint="convert with --to onnx (fp32)")
+    from edgekit._fs import contained_path, regular_file
+
+    onnx_file = regular_file(contained_path(folder, onnx_art.path, folder / MANIFEST_NAME, "artifact path"),
+                             hint="re-run `edgekit convert`")
+    interpreter = resolve_python(python)
+    status = rknn_status(interpreter)
+    if not status.get("ok"):
+        raise EdgekitError(status["error"], where=interpreter, hint=f"make one: {RKNN_HOWTO}")
+
+    cases = _cases(manifest, onnx_art, n_random)
+    with tempfile.TemporaryDirectory(prefix="edgekit-rknn-") as tmp:
+        work = Path(tmp)
+        inputs = []
+        for i, case in enumerate(cases):
+            files = []
+            for k, a in enumerate(case.artifact):
+                np.save(work / f"in_{i}_{k}.npy", a)
+                files.append(str(work / f"in_{i}_{k}.npy"))
+            inputs.append(files)
+        target = Path(rknn_out) if rknn_out is not None else work / "model.rknn"
+        job = {"onnx": str(onnx_file.resolve()), "rknn": str(target.resolve()), "platform": platform,
+               "inputs": inputs, "workdir": str(work)}
+        (work / "job.json").write_text(json.dumps(job))
+        # Run from a copy in the private folder: started from edgekit's package folder, the script's
+        # folder would come first on that interpreter's sys.path and edgekit's modules (inspect.py)
+        # would shadow the standard library's.
+        worker = work / "rknn_worker.py"
+        worker.write_bytes(Path(__file__).with_name("_rknn_worker.py").read_bytes())
+        try:
+            proc = subprocess.run([interpreter, str(worker), str(work / "job.json")], capture_output=True,
+                                  text=True, timeout=timeout, cwd=work)
+        except subprocess.TimeoutExpired:
+            raise EdgekitError(f"rknn-toolkit2 did not finish in {timeout:.0f} s", where=onnx_file) from None
+        result_file = work / "result.json"
+        if not result_file.is_file():
+            tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
+            raise EdgekitError(f"the rknn-toolkit2 worker stopped without a result (exit {proc.returncode}"
+                               + (f": {tail[-1].strip()[:300]}" if tail else "") + ")", where=interpreter)
+        result = json.loads(result_file.read_text())
+        if result.get("error"):
+            raise EdgekitError(f"rknn-toolkit2 ({platform}): {result['error']}", where=onnx_file,
+                               hint="the toolkit's message; a model it cannot build stays on the CPU backends")
+        outputs = [[np.load(f) for f in files] for files in result["outputs"]]
+    ops = result.get("ops") or []
+    compute = [o for o in ops if o["op"] not in _IO_OPS]
+    on_cpu = [o for o in compute if o["on"] == "cpu"]
+    report: dict[str, Any] = {
+        "compiler": {"name": "rknn-toolkit2", "version": result["versions"].get("rknn-toolkit2")},
+        "platform": platform, "python": interpreter, "source": onnx_art.path, "opset": result.get("opset"),
+        "ops": {"total": len(compute), "npu": len(compute) - len(on_cpu), "cpu": len(on_cpu),
+                "cpu_ops": [{"index": o["index"], "op": o["op"], "name": o["name"]} for o in on_cpu],
+                "table": ops},
+        "agreement": agreement(_reference(onnx_file, cases), outputs, manifest.task, [c.name for c in cases]),
+        "notes": ["float models run in float16 on Rockchip NPUs; the simulator computes as the NPU does "
+                  "(its cycle counts are the toolkit's estimate, not a measurement on a board)"],
+    }
+    if result.get("opset", {}).get("converted_to"):
+        report["notes"].append(f"the toolkit reads ONNX opset <= {result['opset']['converted_to']}: the bundle's "
+                               f"opset-{result['opset']['source']} ONNX was re-expressed by onnx's version converter")
+    if rknn_out is not None:
+        report["rknn"] = str(rknn_out)
+    return report
+
+
+def _cases(manifest: Any, art: Any, n_random: int) -> list[Any]:
+    from edgekit.converters.verify import make_cases
+
+    shapes = [tuple(int(d) if isinstance(d, int) and d > 0 else 1 for d in t.shape) for t in art.inputs]
+    dtypes = [np.dtype(t.dtype) for t in art.inputs]
+    return make_cases(shapes, dtypes, task=manifest.task, preprocess=manifest.preprocess, fold=None,
+                      n_random=n_random, normal=False)
+
+
+def _reference(onnx_file: Path, cases: list[Any]) -> list[list[np.ndarray]]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return [[np.asarray(o) for o in sess.run(None, dict(zip(names, c.artifact)))] for c in cases]
+
+
+def agreement(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]], task: str,
+              names: list[str]) -> dict[str, Any]:
+    """Per case and output: max abs / cosine / PSNR of the simulator against onnxruntime, and a
+    verdict by the task's fp16 criterion (:data:`PSNR_DB`, top-1 for ``classify``, else :data:`COSINE`)."""
+    from edgekit.converters.verify import compare, psnr
+
+    cases, failures = [], []
+    for name, refs, outs in zip(names, references, outputs):
+        if len(refs) != len(outs):
+            failures.append(f"{name}: {len(outs)} outputs, the ONNX has {len(refs)}")
+            continue
+        for k, (ref, out) in enumerate(zip(refs, outs)):
+            out = np.asarray(out, np.float32).reshape(ref.shape) if out.size == ref.size else out
+            if out.shape != ref.shape:
+                failures.append(f"{name} output {k}: shape {list(out.shape)}, the ONNX's is {list(ref.shape)}")
+                continue
+            m = compare(ref, out)
+            entry = {"case": name, "output": k, "max_abs": m["max_abs"], "cosine": m["cosine"]}
+            if task in PSNR_DB:
+                peak = max(float(np.abs(ref).max()), 1.0)
+                entry["psnr_db"] = round(psnr(ref, out, peak), 2)
+                ok = entry["psnr_db"] >= PSNR_DB[task]
+                why = f"PSNR {entry['psnr_db']} dB < {PSNR_DB[task]} dB"
+            elif task == "classify":
+                ok = int(np.argmax(ref)) == int(np.argmax(out))
+                why = f"top-1 {int(np.argmax(out))}, the ONNX's is {int(np.argmax(ref))}"
+            else:
+                ok = m["cosine"] >= COSINE
+                why = f"cosine {m['cosine']:.6f} < {COSINE}"
+            entry["ok"] = bool(ok)
+            cases.append(entry)
+            if not ok:
+                failures.append(f"{name} output {k}: {why}")
+    criterion = (f"PSNR >= {PSNR_DB[task]} dB" if task in PSNR_DB else "same top-1" if task == "classify"
+                 else f"cosine >= {COSINE}")
+    return {"status": "failed" if failures else "passed", "criterion": criterion + " against onnxruntime (float32)",
+            "cases": cases, "failures": failures}
