@@ -43,6 +43,7 @@ PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566", "rk3562")
 # that agrees to these PSNRs is visually identical, and a classifier must keep its top-1).
 PSNR_DB = {"super-resolve": 40.0, "decode-video": 35.0}
 COSINE = 0.999
+FP16_TINY = float(np.finfo(np.float16).tiny)  # 6.1e-05
 # Operators the toolkit adds around every graph to move tensors in and out; they do no math.
 _IO_OPS = {"InputOperator", "OutputOperator"}
 
@@ -189,6 +190,9 @@ def agreement(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]
             entry["ok"] = bool(ok)
             cases.append(entry)
             if not ok:
+                if m["ref_max_abs"] < FP16_TINY:
+                    why += (f" (the ONNX's outputs are at most {m['ref_max_abs']:.2g}, below float16's smallest normal "
+                            f"{FP16_TINY:.2g}: the NPU's float16 cannot hold them; untrained weights?)")
                 failures.append(f"{name} output {k}: {why}")
     criterion = (f"PSNR >= {PSNR_DB[task]} dB" if task in PSNR_DB else "same top-1" if task == "classify"
                  else f"cosine >= {COSINE}")

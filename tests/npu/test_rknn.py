@@ -192,3 +192,9 @@ def test_last_error_skips_the_version_banner():
            "\x1b[1;31mE\x1b[0m \x1b[1;31mrknn-toolkit2 version: 2.5.0\x1b[0m\n")
     assert last_error(log) == "load_onnx: Unsupport onnx opset 20, need <= 19!"
     assert last_error("I all fine\n") is None
+
+
+def test_agreement_names_float16_underflow():
+    ref = np.linspace(1e-9, 5e-9, 10, dtype=np.float32).reshape(1, 10)  # an untrained classifier's tiny logits
+    r = rknn.agreement([[ref]], [[np.zeros_like(ref)]], "classify", ["photo"])
+    assert r["status"] == "failed" and "below float16's smallest normal" in r["failures"][0]
