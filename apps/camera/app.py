@@ -12,6 +12,14 @@ Defaults, decided so that ``edgekit demo`` with no arguments is useful and bound
   files run to their end, cameras until Ctrl-C;
 - in a window, the virtual camera is paced like a 30 fps camera (the pipeline keeps only the
   newest frame); headless, it hands out every frame in order, so a recording is reproducible.
+  Such an unpaced source (a video file too) lets frames wait for the model: the summary's
+  ``latency_ms`` splits end-to-end latency into ``queue``, ``preprocess``, ``model`` and
+  ``post``, ``paced`` is false and ``latency_note`` says what that means;
+- a ``--model`` made for another task is refused before anything opens (usage error, exit 2);
+- a model with random (untrained) weights says so on every rendered frame, in red, so the
+  recording says it too (``random_weights`` in the summary).
+
+The summary's fields are described in :func:`summary_fields` (and ``docs/demo.md``).
 
 Example::
 
@@ -38,10 +46,14 @@ from edgekit.apps.camera._cv import cv2
 from edgekit.errors import DemoError, EdgekitError, UsageError, first_line
 
 __all__ = ["DemoOptions", "DemoResult", "DemoSink", "DemoInterrupted", "run_demo", "DEFAULT_RECORDING",
-           "DEFAULT_HEADLESS_FRAMES", "upscale_frame_size"]
+           "DEFAULT_HEADLESS_FRAMES", "upscale_frame_size", "summary_fields", "UNPACED_NOTE"]
 
 DEFAULT_RECORDING = Path("edgekit-demo.mp4")
 DEFAULT_HEADLESS_FRAMES = 150
+UNPACED_NOTE = ("unpaced source (a file, or the virtual camera headless): end-to-end = queue + preprocess + model "
+                "+ post; each frame is read as soon as the previous one is taken and waits for the model (queue: "
+                "up to about 3 inferences) instead of being dropped as a paced camera's would be (there queue "
+                "is a fraction of an inference)")
 
 
 @dataclass
@@ -113,9 +125,10 @@ class DemoSink:
         img = rendered.image
         lines = overlay.stats_lines(self.model_name, self.backend, self.accelerator, stats.infer.recent_p50,
                                     stats.e2e.recent_p50, stats.rendered.recent_rate,
-                                    stats.captured.recent_rate if self.live else None)
+                                    stats.captured.recent_rate if self.live else None, paced=self.live,
+                                    queue_p50=stats.parts["queue"].recent_p50)
         spatial = self.task.spatial_line() if hasattr(self.task, "spatial_line") else None
-        overlay.stats_panel(img, lines, [spatial] if spatial else ())
+        overlay.stats_panel(img, lines, [spatial] if spatial else (), getattr(self.task, "warnings", ()))
         if rendered.top_k:
             overlay.top_k_panel(img, rendered.top_k)
         return img
@@ -230,7 +243,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
     :class:`DemoInterrupted` for Ctrl-C/SIGTERM. ``source`` replaces ``opts.source`` with an
     already open source object (tests, custom sources)."""
     import edgekit
-    from edgekit.apps.camera.models import resolve_model
+    from edgekit.apps.camera.models import precheck_model, resolve_model
     from edgekit.apps.camera.pipeline import Pipeline
     from edgekit.apps.camera.record import Recorder
     from edgekit.apps.camera.sources import open_source
@@ -243,6 +256,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
         raise UsageError(f"--frames must be at least 1, got {opts.frames}")
     if opts.record is not None and opts.no_record:
         raise UsageError("--record and --no-record contradict each other")
+    precheck_model(opts.model, opts.task)  # a bundle or zoo model of another task: refused before anything opens
 
     headless_reason = None if opts.headless else why_headless()
     headless = opts.headless or headless_reason is not None
@@ -273,7 +287,7 @@ def run_demo(opts: DemoOptions, *, log: Callable[[str], None] = _log_stderr, sou
             result.notes.append(resolved.note)
             log(resolved.note)
         session = edgekit.load(resolved.path, backend=opts.backend, threads=opts.threads)
-        task = make_task(opts.task, session, resolved.name)
+        task = make_task(opts.task, session, resolved.name, where=opts.model or resolved.path)
         max_frames = opts.frames
         if max_frames is None and headless and is_virtual:
             max_frames = DEFAULT_HEADLESS_FRAMES
@@ -354,20 +368,65 @@ def upscale_frame_size(model_size: tuple[int, int] | None) -> tuple[int, int]:
     return 320, 240
 
 
+def summary_fields() -> dict[str, str]:
+    """What each field of the run's summary (``edgekit demo --json``) means."""
+    return {
+        "frames": "frames rendered (shown and/or recorded)",
+        "fps": "rendered frames per second, from the first rendered frame to the last",
+        "inference_ms_p50": "median time of one model run (every run, shown or dropped)",
+        "e2e_ms_p50": "median end-to-end latency: from the source returning a frame to that frame rendered",
+        "queue_ms_p50": "median time a rendered frame waited for the pre-processing and model stages",
+        "latency_ms": "end_to_end and its parts queue, preprocess, model, post (p50 and mean, rendered frames); "
+                      "the means add up to the end-to-end mean",
+        "paced": "whether the source paces frames like a camera (false: a file or the headless virtual camera)",
+        "latency_note": "for an unpaced source, what its end-to-end latency includes (null when paced)",
+        "capture_fps": "frames per second the source delivered",
+        "dropped_frames": "frames or results replaced before the next stage took them (paced sources only)",
+        "model_busy": "fraction of the run's wall time the model was computing, in [0, 1]",
+        "efficiency": "fraction of the run's wall time the model spent on frames that were rendered, "
+                      "in [0, model_busy]; FPS x inference time for equal-length inferences",
+        "wall_s": "the run's wall time: from the stages starting (after the warm-up runs) to the end of the run",
+        "random_weights": "the bundle says the model's weights are random (an untrained zoo model): outputs "
+                          "are meaningless, and every frame says so",
+        "backend": "the runtime that ran the model (litert, onnxruntime, coreml)",
+        "accelerator": "where the runtime placed the model (e.g. XNNPACK, CPU)",
+        "task": "upscale or classify",
+        "model": "the model's name (the bundle's, or the file's)",
+        "source": "the frame source (virtual, a camera, a file)",
+        "live": "the same as paced (kept for scripts written before paced)",
+        "output_size": "the rendered frame's width and height",
+        "frame_size": "the source's frame width and height",
+        "spatial": "upscale: how frames ran through the model, as `edgekit run` reports it (mode native, "
+                   "resized or tiled, tiles and overlap, or crop and why); null for classify",
+        "recording": "the recording's path, or null",
+        "interrupted": "the run was stopped by Ctrl-C or SIGTERM",
+        "stages_ms_p50": "median pre-processing and render times, and the mean inference time",
+        "frames_captured": "frames the source delivered",
+        "inferences": "model runs counted (rendered or dropped; the warm-up runs are not counted)",
+    }
+
+
 def _summary(pipeline: Any, opts: DemoOptions, model: str, backend: str, accelerator: str, task: Any, source: Any,
              result: DemoResult) -> dict[str, Any]:
     s = pipeline.stats.summary()
     out_size = task.output_size(tuple(source.size))
+    paced = bool(source.live)
     return {
-        **{k: s[k] for k in ("frames", "fps", "inference_ms_p50", "e2e_ms_p50", "capture_fps", "dropped_frames")},
+        **{k: s[k] for k in ("frames", "fps", "inference_ms_p50", "e2e_ms_p50", "queue_ms_p50", "capture_fps",
+                             "dropped_frames")},
         "backend": backend,
         "accelerator": accelerator,
         "efficiency": s["efficiency"],
         "model_busy": s["model_busy"],
+        "wall_s": s["wall_s"],
+        "latency_ms": s["latency_ms"],
+        "paced": paced,
+        "latency_note": None if paced else UNPACED_NOTE,
+        "random_weights": bool(getattr(task, "random_weights", False)),
         "task": opts.task,
         "model": model,
         "source": source.name,
-        "live": bool(source.live),
+        "live": paced,
         "output_size": list(out_size),
         "frame_size": list(source.size),
         "spatial": task.frame_plan.to_dict() if getattr(task, "frame_plan", None) is not None else None,

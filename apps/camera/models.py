@@ -11,6 +11,11 @@
   model, its weights, the input size and the edgekit version. Only this path imports torch,
   and a host without it gets a one-line :class:`~edgekit.errors.MissingDependency`.
 
+:func:`precheck_model` refuses, before anything is opened or converted, a bundle or zoo model
+made for another task (a classifier for ``upscale``, a video decoder for either): a one-line
+usage error (exit 2) naming it, its task and what to pass instead. Bare model files are judged
+by their tensors once loaded (:func:`edgekit.apps.camera.tasks.check_model_fits`).
+
 Example::
 
     >>> resolve_model(None, "upscale").path.name                      # doctest: +SKIP
@@ -27,7 +32,7 @@ from pathlib import Path
 from edgekit.errors import DemoError, MissingDependency, ModelFileNotFound
 
 __all__ = ["DEFAULT_BUNDLE_DIR", "DEFAULT_MODELS", "DEFAULT_SR_INPUT", "ResolvedModel", "resolve_model", "cache_dir",
-           "default_bundle_ready"]
+           "default_bundle_ready", "precheck_model"]
 
 DEFAULT_BUNDLE_DIR = Path(__file__).with_name("default_bundle")
 DEFAULT_SR_MODEL = "quicksrnet_small_x2"
@@ -78,6 +83,42 @@ def resolve_model(spec: str | None, task: str, *, progress=None) -> ResolvedMode
     raise ModelFileNotFound(path, hint="pass a bundle folder, a .tflite/.onnx file, or a zoo name (`edgekit zoo list`)")
 
 
+def precheck_model(spec: str | None, task: str) -> None:
+    """Refuse ``--model`` when what it names says it is made for another task than ``task``:
+    a bundle folder by its manifest, a zoo name by its model card (no torch needed). Anything
+    else (a bare file, a path that does not exist, a malformed manifest) is left to
+    :func:`resolve_model` and :func:`edgekit.load`, which say what is wrong with it."""
+    from edgekit.apps.camera.tasks import check_manifest_task
+
+    if spec is None:
+        return
+    path = Path(spec).expanduser()
+    if path.exists():
+        from edgekit.bundle import is_bundle, read_manifest
+
+        if is_bundle(path):
+            try:
+                manifest = read_manifest(path)
+            except Exception:  # edgekit.load reports a malformed manifest, with its reason
+                return
+            check_manifest_task(task, manifest, spec)
+        return
+    if _ZOO_NAME.match(spec) and not path.suffix:
+        _check_card(spec, task)
+
+
+def _check_card(name: str, task: str) -> None:
+    """A zoo model made for another task than ``task``: the usage error of
+    :func:`~edgekit.apps.camera.tasks.check_manifest_task` (unknown names: the zoo's own error)."""
+    from types import SimpleNamespace
+
+    from edgekit import zoo
+    from edgekit.apps.camera.tasks import check_manifest_task
+
+    card = zoo.card(name)  # raises ZooError with "did you mean" for unknown names
+    check_manifest_task(task, SimpleNamespace(task=card.task, name=name), name, what="zoo model")
+
+
 def _display_name(path: Path) -> str:
     from edgekit.bundle import is_bundle, read_manifest
 
@@ -91,6 +132,7 @@ def _display_name(path: Path) -> str:
 
 def _zoo(name: str, task: str, progress) -> ResolvedModel:
     """A zoo model as a bundle in the cache, converted on first use."""
+    _check_card(name, task)  # a model of another task is refused before torch is needed
     try:
         import torch  # noqa: F401 - only to give the precise message below
     except ImportError:
@@ -100,10 +142,6 @@ def _zoo(name: str, task: str, progress) -> ResolvedModel:
     from edgekit.bundle import is_bundle
 
     card = zoo.card(name)
-    want = {"upscale": "super-resolve", "classify": "classify"}[task]
-    if card.task != want:
-        raise DemoError(f"zoo model '{name}' is a {card.task} model, not a {want} model",
-                        hint=f"see `edgekit zoo list` for {want} models")
     shape = tuple(DEFAULT_SR_INPUT) if task == "upscale" else tuple(card.input_shape)
     pretrained = card.weights is not None
     weights_tag = (card.weights_sha256 or "shipped")[:12] if pretrained else "untrained"

@@ -1,6 +1,9 @@
 """Text panels drawn on the rendered view with ``cv2.putText``: the stats panel (model,
-backend and accelerator, inference p50, end-to-end p50, FPS), the top-5 list of the classifier,
-corner labels and the key help line.
+backend and accelerator, inference p50, end-to-end p50 — with the time frames queued for the
+model when the source is not paced — FPS, and warnings such as a model without trained
+weights, in red), the top-5 list of the classifier, corner labels and the key help line.
+Everything but the help line is part of the rendered frame, so recordings and snapshots carry
+it too. Hershey fonts draw ASCII only: texts here use ``-``, not dashes.
 
 Panels sit on a darkened (not opaque) background so the picture stays visible, and scale
 their font with the image height so they are legible from 240p to 1080p. They draw in place
@@ -25,6 +28,7 @@ __all__ = ["stats_panel", "top_k_panel", "corner_label", "help_line", "stats_lin
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
 _WHITE = (255, 255, 255)
 _ACCENT = (80, 220, 255)  # amber in BGR
+_WARN = (70, 70, 255)  # red in BGR
 
 
 def font_scale(img: np.ndarray) -> float:
@@ -62,23 +66,28 @@ def _text_block(img: np.ndarray, lines: Sequence[str], x: int, y: int, scale: fl
 
 
 def stats_lines(model: str, backend: str, accelerator: str, infer_p50: float | None, e2e_p50: float | None,
-                fps: float | None, capture_fps: float | None = None) -> list[str]:
-    """The stats panel's text: what ran, where, and how fast."""
+                fps: float | None, capture_fps: float | None = None, *, paced: bool = True,
+                queue_p50: float | None = None) -> list[str]:
+    """The stats panel's text: what ran, where, and how fast. ``capture_fps``: a live camera's
+    rate. ``paced=False`` (a file, the headless virtual camera): frames wait for the model
+    instead of being dropped, so the end-to-end line says how long they queued."""
     def ms(v: float | None) -> str:
         return "--" if v is None else f"{v:.1f} ms"
 
     def hz(v: float | None) -> str:
         return "--" if v is None else f"{v:.1f}"
 
-    lines = [model, f"{backend} / {accelerator}", f"inference p50 {ms(infer_p50)}", f"end-to-end p50 {ms(e2e_p50)}",
-             f"FPS {hz(fps)}" + ("" if capture_fps is None else f"  (camera {hz(capture_fps)})")]
-    return lines
+    e2e = f"end-to-end p50 {ms(e2e_p50)}" + ("" if paced else f" (queue {ms(queue_p50)})")
+    rate = f"FPS {hz(fps)}" + (f"  (camera {hz(capture_fps)})" if capture_fps is not None
+                               else "" if paced else "  (unpaced source)")
+    return [model, f"{backend} / {accelerator}", f"inference p50 {ms(infer_p50)}", e2e, rate]
 
 
-def stats_panel(img: np.ndarray, lines: Sequence[str], extra: Sequence[str] = ()) -> None:
-    """The stats panel in the top-left corner; the first line (the model) is highlighted."""
-    all_lines = [*lines, *extra]
-    colors = [_ACCENT] + [_WHITE] * (len(all_lines) - 1)
+def stats_panel(img: np.ndarray, lines: Sequence[str], extra: Sequence[str] = (), warnings: Sequence[str] = ()) -> None:
+    """The stats panel in the top-left corner; the first line (the model) is highlighted,
+    ``warnings`` come last, in red."""
+    all_lines = [*lines, *extra, *warnings]
+    colors = [_ACCENT] + [_WHITE] * (len(lines) + len(extra) - 1) + [_WARN] * len(warnings)
     m = max(2, img.shape[0] // 120)
     _text_block(img, all_lines, m, m, font_scale(img) * 0.9, colors)
 

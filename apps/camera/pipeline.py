@@ -12,18 +12,32 @@ replaces an item nobody took yet — that frame is counted as dropped — so eac
 takes the newest frame; for a file every put waits, so every frame is processed in order.
 The pre thread takes a frame only once the infer thread has taken the previous input
 (``wait_empty``), so it always prepares the newest frame and has it ready when the model
-finishes: the model runs back to back (efficiency = FPS × inference p50 ≈ 1) whenever it is
-the slowest stage, which on an edge device it is. For live sources it goes one step further
+finishes: the model runs back to back (``model_busy`` ≈ 1) whenever it is the slowest stage,
+which on an edge device it is. For live sources it goes one step further
 (*just in time*): it waits until shortly before the model is expected to finish (recent
 inference median minus pre-processing minus an adaptive margin) and only then takes the
 newest frame, so a frame waits a fraction of an inference instead of a whole one — end-to-end
 latency close to one inference plus rendering, at nearly the same throughput. The stages spend their time in
 OpenCV, NumPy and the runtime, which all release the GIL.
 
-Statistics: inference, pre-processing, render and end-to-end (capture → frame shown or
-written) latencies; rendered FPS and capture FPS; dropped frames. Percentiles over the whole
+Statistics (:class:`PipelineStats`): inference, pre-processing, render and end-to-end
+(capture → frame shown or written) latencies; the end-to-end latency of every rendered frame
+split into ``queue`` (waiting for the pre-processing and model stages), ``preprocess``,
+``model`` and ``post`` (model end → rendered: waiting for the main thread, drawing, recording,
+showing), which add up to it; rendered FPS and capture FPS; dropped frames; ``model_busy`` and
+``efficiency``, two fractions of the run's wall time in [0, 1]. Percentiles over the whole
 run come from a log histogram with 0.5 % bins (constant memory for endless runs); the overlay
-shows medians of the last second or so.
+shows medians of the last second or so. Every time is read from one clock, ``clock``
+(``time.perf_counter``; tests pass a stub).
+
+A source that is not *live* (a video file, the headless virtual camera) is not paced: the
+capture thread reads the next frame as soon as the previous one is taken, so each frame waits
+for the model instead of being dropped. A frame read while the model runs waits behind the
+one running, the one pre-processed and the one in the capture slot: once the run is under
+way its ``queue`` time is close to three inferences (measured: 2.9 over 60 frames of the
+default bundle, headless). A paced camera drops those frames instead, and just in time keeps
+its ``queue`` to a fraction of an inference plus up to one camera frame interval (measured:
+54 ms with a 96 ms model and a 30 fps camera).
 
 Example::
 
@@ -133,8 +147,8 @@ class LatencyStats:
         self.max = 0.0
 
     def add(self, ms: float) -> None:
-        ms = max(float(ms), self._LO_MS)
-        i = min(self._BINS - 1, int(math.log(ms / self._LO_MS) / math.log(self._RATIO)))
+        ms = max(0.0, float(ms))  # sums, min and max keep the value; only its bin is clamped
+        i = min(self._BINS - 1, int(math.log(max(ms, self._LO_MS) / self._LO_MS) / math.log(self._RATIO)))
         self._hist[i] += 1
         self._recent.append(ms)
         self.count += 1
@@ -198,7 +212,7 @@ class RateMeter:
 class Frame:
     index: int  # how many frames the source delivered before this one
     image: np.ndarray  # BGR uint8 as the source delivered it
-    t_capture: float  # time.perf_counter() when read() returned it
+    t_capture: float  # the pipeline's clock when read() returned it
 
 
 @dataclass
@@ -207,24 +221,98 @@ class Result:
     job: Any  # tasks.Job
     outputs: dict[str, np.ndarray]
     infer_ms: float
+    pre_ms: float = 0.0  # pre-processing of this frame
+    t_infer_start: float | None = None  # the pipeline's clock when the model took this frame
+    t_infer_end: float | None = None  # ... and when it returned
+
+
+#: The parts of a rendered frame's end-to-end latency, in the order they happen; they add up to it.
+LATENCY_PARTS = ("queue", "preprocess", "model", "post")
+
+
+def _fraction(part_s: float, wall_s: float | None) -> float | None:
+    """``part_s / wall_s`` in [0, 1], or None when no wall time was measured. The ratio of
+    serial busy time to the wall time around it is at most 1 by construction; the clamp keeps
+    the bound when a clock's readings are coarse or out of order."""
+    if wall_s is None or not wall_s > 0 or not math.isfinite(wall_s):
+        return None
+    v = part_s / wall_s
+    return min(1.0, max(0.0, v)) if math.isfinite(v) else None
 
 
 class PipelineStats:
-    """Everything the overlay and the ``--json`` summary report."""
+    """Everything the overlay and the ``--json`` summary report.
+
+    Two fractions of the run's *wall time* — from the moment the stages start (after the
+    warm-up runs) to the last frame rendered, or the end of the last inference counted if that
+    is later — say where the time went:
+
+    - ``model_busy``: the fraction of wall time the model was computing (every inference, shown
+      or not). Inferences run one at a time inside the wall time, so it is in [0, 1]; near 1
+      the model is the bottleneck and never waits for a frame.
+    - ``efficiency``: the fraction of wall time the model spent on frames that were rendered
+      (a result replaced before the render stage took it does not count). It is at most
+      ``model_busy``; for inferences of equal length it is FPS × inference time, the share of
+      the model's own frame rate the demo delivers. Below ``model_busy``, results were dropped
+      because rendering is slower than the model.
+
+    Both are None (JSON null) only when no wall time was measured (a run stopped before its
+    stages started); a run that rendered no frame has 0. Never negative, above 1 or NaN.
+    """
 
     def __init__(self) -> None:
         self.infer = LatencyStats()
         self.pre = LatencyStats()
         self.render = LatencyStats()
         self.e2e = LatencyStats()
+        # the end-to-end latency of each rendered frame in parts (see LATENCY_PARTS)
+        self.parts = {name: LatencyStats() for name in LATENCY_PARTS}
         self.rendered = RateMeter()
         self.captured = RateMeter()
         self.dropped_capture = 0  # frames replaced before pre-processing took them
         self.dropped_results = 0  # results replaced before the render stage took them
+        self.t_start: float | None = None  # the stages started (after the warm-up)
+        self.t_end: float | None = None  # the main loop ended
+        self.t_last_infer_end: float | None = None  # the last inference counted in `infer` ended
 
     @property
     def dropped(self) -> int:
         return self.dropped_capture + self.dropped_results
+
+    def add_rendered(self, result: Result, t_render_start: float, t_render_end: float) -> None:
+        """Count one rendered frame: render time, end-to-end latency and its parts, FPS."""
+        f = result.frame
+        start = result.t_infer_start if result.t_infer_start is not None else f.t_capture
+        end = result.t_infer_end if result.t_infer_end is not None else start
+        e2e = (t_render_end - f.t_capture) * 1e3
+        parts = {"queue": (start - f.t_capture) * 1e3 - result.pre_ms, "preprocess": result.pre_ms,
+                 "model": (end - start) * 1e3, "post": (t_render_end - end) * 1e3}
+        self.render.add((t_render_end - t_render_start) * 1e3)
+        self.e2e.add(e2e)
+        for name, ms in parts.items():
+            self.parts[name].add(ms)
+        self.rendered.tick(t_render_end)
+
+    def wall_s(self) -> float | None:
+        """Seconds from the start of the stages to the end of the run (see the class docstring);
+        None before the stages start."""
+        if self.t_start is None:
+            return None
+        ends = [t for t in (self.t_end, self.t_last_infer_end, self.rendered.last) if t is not None]
+        return max([self.t_start, *ends]) - self.t_start
+
+    @property
+    def model_busy(self) -> float | None:
+        """The fraction of wall time the model was computing, in [0, 1] (None: no wall time)."""
+        return _fraction(self.infer.total / 1e3, self.wall_s())
+
+    @property
+    def efficiency(self) -> float | None:
+        """The fraction of wall time the model spent on frames that were rendered, in
+        [0, ``model_busy``] (None: no wall time)."""
+        busy = self.model_busy
+        shown = _fraction(self.parts["model"].total / 1e3, self.wall_s())
+        return None if busy is None or shown is None else min(busy, shown)
 
     def summary(self) -> dict[str, Any]:
         """The run in numbers (the ``--json`` fields, plus per-stage medians and efficiency)."""
@@ -238,12 +326,14 @@ class PipelineStats:
             "fps": r(fps),
             "inference_ms_p50": r(p50),
             "e2e_ms_p50": r(self.e2e.p50),
+            "queue_ms_p50": r(self.parts["queue"].p50),
             "capture_fps": r(self.captured.rate),
             "dropped_frames": self.dropped,
-            "efficiency": r(fps * p50 / 1000.0, 3) if fps and p50 else None,
-            # the fraction of wall time the model was running (FPS × mean inference): ≤ 1 by construction,
-            # while FPS × p50 can exceed 1 when inference times are skewed
-            "model_busy": r(fps * self.infer.mean / 1000.0, 3) if fps and self.infer.count else None,
+            "efficiency": r(self.efficiency, 3),
+            "model_busy": r(self.model_busy, 3),
+            "wall_s": r(self.wall_s(), 3),
+            "latency_ms": {name: {"p50": r(st.p50), "mean": r(st.mean)}
+                           for name, st in (("end_to_end", self.e2e), *self.parts.items())},
             "inference_ms_mean": r(self.infer.mean),
             "preprocess_ms_p50": r(self.pre.p50, 3),
             "render_ms_p50": r(self.render.p50, 3),
@@ -274,11 +364,16 @@ class Pipeline:
     ``stall_timeout_s`` (``first_frame_timeout_s`` before the first) is a fault — a camera
     unplugged mid-run whose driver blocks instead of failing. The pipeline closes the source
     when it stops (unless its thread is stuck in ``read()``).
+
+    ``clock`` (seconds, ``time.perf_counter``) times every measurement (and so the just-in-time
+    wait, which follows the measured inference time); the stall timeouts use real time whatever
+    it is.
     """
 
     def __init__(self, source: Any, task: Any, session: Any, *, max_frames: int | None = None,
                  stall_timeout_s: float = 5.0, first_frame_timeout_s: float = 10.0, warmup_runs: int = 2,
-                 just_in_time: bool = True):
+                 just_in_time: bool = True, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
         self.source = source
         self.task = task
         self.session = session
@@ -297,7 +392,7 @@ class Pipeline:
         self._pre = Slot("preprocessed")
         self._out = Slot("results")
         self._threads: list[threading.Thread] = []
-        self._last_capture: float | None = None
+        self._last_capture: float | None = None  # real time (time.monotonic), for the stall check
         self._started: float | None = None
         self.ended = False  # the source reached its end
         self.source_error: Exception | None = None  # read() failed; raised once the frames in flight are shown
@@ -314,11 +409,11 @@ class Pipeline:
             except Exception as e:  # noqa: BLE001 - a device fault: finish the frames in flight, then raise it
                 self.source_error = e
                 image = None
-            t = time.perf_counter()
+            t = self.clock()
             if image is None:
                 self._cap.put(END)
                 return
-            self._last_capture = t
+            self._last_capture = time.monotonic()
             self.stats.captured.tick(t)
             if self._cap.put(Frame(index, image, t), replace=replace):
                 self.stats.dropped_capture += 1
@@ -334,10 +429,11 @@ class Pipeline:
             if frame is END:
                 self._pre.put(END)
                 return
-            t0 = time.perf_counter()
+            t0 = self.clock()
             job = self.task.prepare(frame.image)
-            self.stats.pre.add((time.perf_counter() - t0) * 1e3)
-            self._pre.put((frame, job))
+            pre_ms = (self.clock() - t0) * 1e3
+            self.stats.pre.add(pre_ms)
+            self._pre.put((frame, job, pre_ms))
 
     def _prefetch_delay(self) -> float:
         """Seconds to wait, once the model took its input, before taking the next frame: the
@@ -366,22 +462,23 @@ class Pipeline:
         t_free = None
         while True:
             item = self._pre.get()
-            t0 = time.perf_counter()
+            t0 = self.clock()
             if item is END:
                 self._out.put(END)
                 return
             if t_free is not None:  # how long the model sat idle waiting for this input
                 self._infer_waited_ms = (t0 - t_free) * 1e3
-            frame, job = item
+            frame, job, pre_ms = item
             outputs = run(job.feed)
-            t1 = time.perf_counter()
+            t1 = self.clock()
             ms = (t1 - t0) * 1e3
             if self._stop.is_set():  # a run that ended after the pipeline stopped: not part of the run
                 return
+            self.stats.t_last_infer_end = t1
             self.stats.infer.add(ms)
-            if self._out.put(Result(frame, job, outputs, ms), replace=replace):
+            if self._out.put(Result(frame, job, outputs, ms, pre_ms, t0, t1), replace=replace):
                 self.stats.dropped_results += 1
-            t_free = t1 if replace else time.perf_counter()
+            t_free = t1 if replace else self.clock()
 
     def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
         def body() -> None:
@@ -412,7 +509,7 @@ class Pipeline:
     def _check_stall(self) -> None:
         if not self.live or self._started is None:
             return
-        now = time.perf_counter()
+        now = time.monotonic()
         if self._last_capture is None:
             if now - self._started > self.first_frame_timeout_s:
                 raise DemoError(f"no frame in {self.first_frame_timeout_s:.0f} s", where=self.source.name,
@@ -427,7 +524,8 @@ class Pipeline:
         fails (its exception is raised here, after every thread stopped). KeyboardInterrupt
         propagates the same way; the caller's ``finally`` finalises the recording."""
         self.warmup()
-        self._started = time.perf_counter()
+        self._started = time.monotonic()
+        self.stats.t_start = self.clock()  # before any stage runs: every measured interval is inside the wall time
         stages = (("capture", self._capture_loop), ("preprocess", self._pre_loop), ("inference", self._infer_loop))
         self._threads = [threading.Thread(target=self._guard(fn), name=f"edgekit-demo-{name}", daemon=True)
                          for name, fn in stages]
@@ -436,6 +534,7 @@ class Pipeline:
         try:
             self._main_loop(sink)
         finally:
+            self.stats.t_end = self.clock()
             self.stop()
         if self.error is not None:
             raise self.error
@@ -480,12 +579,9 @@ class Pipeline:
                     raise self.source_error
                 self.ended = True
                 return
-            t0 = time.perf_counter()
+            t0 = self.clock()
             action = sink.consume(item, stats)
-            t1 = time.perf_counter()
-            stats.render.add((t1 - t0) * 1e3)
-            stats.e2e.add((t1 - item.frame.t_capture) * 1e3)
-            stats.rendered.tick(t1)
+            stats.add_rendered(item, t0, self.clock())
             if action == "quit":
                 return
             if self.max_frames is not None and stats.rendered.count >= self.max_frames:

@@ -22,6 +22,20 @@ run's summary say which (``tiled 3x2, overlap 2``). The pipeline runs ``task.mod
 Both accept a bundle manifest or, for a bare model file, fall back to what the tensors say
 (layout from the shape, RGB in [0, 1]); they never guess when the manifest speaks.
 
+Which models fit (:func:`check_model_fits`, called by :func:`make_task`). A bundle says its
+task in the manifest: ``upscale`` takes ``super-resolve``, ``classify`` takes ``classify``, and
+anything else is refused with a one-line usage error naming the bundle, its task and what to
+pass instead. A bare model file (or a bundle whose task is ``other``) is judged by its tensors
+(:func:`kind_from_shapes`): super-resolution keeps the channel count and makes height and width
+one scale factor larger; a classifier returns one vector of scores per image. A model whose
+shapes cannot be told (sizes known only at run time, and the runtime cannot say) is let
+through to the tasks' own checks.
+
+Untrained weights. A bundle converted from a zoo model without trained weights (the manifest's
+source says ``pretrained: false`` and no weights file) computes with random weights: the task's
+:attr:`~_Task.warnings` say so, and the demo draws it on every frame (so the recording says it
+too).
+
 Example::
 
     >>> task = make_task("upscale", session)                    # doctest: +SKIP
@@ -40,11 +54,16 @@ import numpy as np
 
 from edgekit.apps.camera._cv import cv2
 from edgekit.errors import DemoError, UsageError
-from edgekit.preprocess import Preprocess, crop_box
+from edgekit.preprocess import Preprocess, crop_box, image_layout
 
-__all__ = ["FramePreprocess", "Job", "Rendered", "Upscale", "Classify", "make_task", "UPSCALE_VIEWS", "TASK_NAMES"]
+__all__ = ["FramePreprocess", "Job", "Rendered", "Upscale", "Classify", "make_task", "check_model_fits",
+           "check_manifest_task", "kind_from_shapes", "has_random_weights", "UPSCALE_VIEWS", "TASK_NAMES"]
 
 TASK_NAMES = {"upscale": "super-resolve", "classify": "classify"}  # demo task -> manifest task
+_NOUN = {"upscale": "super-resolution", "classify": "classification"}
+_EXAMPLE = {"upscale": "quicksrnet_small_x2", "classify": "mobilenet_v2"}  # zoo names for the hint
+RANDOM_WEIGHTS_LABEL = {"upscale": "random weights - output meaningless",
+                        "classify": "random weights - labels meaningless"}
 UPSCALE_VIEWS = ("split", "side-by-side", "model", "bicubic")
 _FLOAT_DTYPES = ("float32", "float16")
 
@@ -212,6 +231,16 @@ class Rendered:
 class _Task:
     kind = "task"
     views: tuple[str, ...] = ("frame",)
+
+    @property
+    def random_weights(self) -> bool:
+        """The bundle says the model computes with random (untrained) weights."""
+        return has_random_weights(self.manifest)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the overlay must say on every frame (in red): e.g. that the weights are random."""
+        return [RANDOM_WEIGHTS_LABEL.get(self.kind, "random weights")] if self.random_weights else []
 
     def __init__(self, session: Any, model_name: str | None = None):
         self.session = session
@@ -403,14 +432,116 @@ class Classify(_Task):
         return Rendered(image, self.top_k(outputs[self.out_name]))
 
 
-def make_task(kind: str, session: Any, model_name: str | None = None) -> _Task:
-    """The task object for ``kind`` (``upscale`` or ``classify``), checked against the manifest's task."""
+def make_task(kind: str, session: Any, model_name: str | None = None, where: Any = None) -> _Task:
+    """The task object for ``kind`` (``upscale`` or ``classify``), once :func:`check_model_fits`
+    agrees the model is one (``where``: the bundle folder or file the user named, for messages)."""
     if kind not in TASK_NAMES:
-        raise DemoError(f"unknown demo task '{kind}'", hint="choose upscale or classify")
-    manifest = getattr(session, "manifest", None)
-    if manifest is not None and manifest.task not in (TASK_NAMES[kind], "other"):
-        other = next((k for k, v in TASK_NAMES.items() if v == manifest.task), None)
-        hint = f"run `edgekit demo {other} --model ...`" if other else "pick a model made for this task"
-        raise DemoError(f"this bundle is a '{manifest.task}' model, not a '{TASK_NAMES[kind]}' model",
-                        where=getattr(session, "path", "model"), hint=hint)
+        raise UsageError(f"unknown demo task '{kind}'", hint="choose upscale or classify")
+    check_model_fits(kind, session, where)
     return Upscale(session, model_name) if kind == "upscale" else Classify(session, model_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which models fit a task
+# ---------------------------------------------------------------------------------------------
+def has_random_weights(manifest: Any) -> bool:
+    """True when a bundle's manifest says its model was converted from a zoo architecture with
+    neither the shipped trained weights nor a weights file: its weights are a random
+    initialisation. Other sources (a module, an ONNX file) carry whatever weights they had."""
+    src = getattr(manifest, "source", None) or {}
+    return src.get("kind") == "zoo" and not src.get("pretrained") and not src.get("weights")
+
+
+def _refuse(kind: str, where: Any, what: str, fits: str | None) -> UsageError:
+    """The one-line usage error for a model that is not what ``edgekit demo KIND`` runs:
+    ``what`` says what it is; ``fits``, the other demo task it is made for, if any."""
+    instead = f"pass a {_NOUN[kind]} bundle or model file (e.g. --model {_EXAMPLE[kind]}; `edgekit zoo list`)"
+    hint = f"run `edgekit demo {fits} --model {where}`, or {instead}" if fits else instead
+    return UsageError(f"{what}, not a {_NOUN[kind]} model, which `edgekit demo {kind}` runs", where=where, hint=hint)
+
+
+def check_manifest_task(kind: str, manifest: Any, where: Any, what: str = "bundle") -> bool:
+    """Refuse a bundle (``what``: or a zoo model, by its card) whose manifest names another
+    task than ``kind``'s: a usage error naming it, its task and what to pass instead. True when
+    the manifest settles it, False when its task is ``other`` (the tensors must tell)."""
+    if manifest is None or manifest.task == "other":
+        return False
+    if manifest.task != TASK_NAMES[kind]:
+        fits = next((k for k, v in TASK_NAMES.items() if v == manifest.task), None)
+        raise _refuse(kind, where, f"{what} '{manifest.name}' is a {manifest.task} model", fits)
+    return True
+
+
+def check_model_fits(kind: str, session: Any, where: Any = None) -> None:
+    """Refuse a model that is not what ``edgekit demo KIND`` runs, from the bundle's task or,
+    for a bare model file (or a bundle of task ``other``), from its tensors
+    (:func:`kind_from_shapes`). ``where`` names it in the message (default: the session's path)."""
+    manifest = getattr(session, "manifest", None)
+    if where is None:
+        path = getattr(session, "path", None)
+        where = path.parent if manifest is not None and hasattr(path, "parent") else (path or "model")
+    if check_manifest_task(kind, manifest, where):
+        return
+    found, desc = kind_from_shapes(session)
+    if found is None or found == TASK_NAMES[kind]:
+        return
+    fits = next((k for k, v in TASK_NAMES.items() if v == found), None)
+    raise _refuse(kind, where, f"its tensors say it is {desc}", fits)
+
+
+def _dims(shape: Any) -> str:
+    return "x".join("?" if not _known(d) else str(d) for d in shape)
+
+
+def _known(d: Any) -> bool:
+    return isinstance(d, int) and not isinstance(d, bool) and d > 0
+
+
+def kind_from_shapes(session: Any) -> tuple[str | None, str]:
+    """What a model is by its first input and output: ``("super-resolve", description)`` when
+    the output keeps the input's channels and its height and width are one factor s > 1 larger;
+    ``"classify"`` when the output is one vector of scores per image (``N x K``, or ``N x K x 1 x 1``);
+    ``"image"`` for another image-shaped output, ``"not-image"`` for an input that is not one
+    image (a video clip, a latent, several inputs), ``"other"`` for anything else. ``None`` when
+    the sizes cannot be told without running the model (dynamic dims the runtime cannot resolve).
+    Dynamic sizes are resolved with :meth:`~edgekit.runtimes.base.Session.output_shapes_for`."""
+    ins, outs = list(session.inputs), list(session.outputs)
+    if len(ins) != 1:
+        return "not-image", f"a model of {len(ins)} inputs"
+    x = ins[0]
+    xs = tuple(x.shape)
+    lay = image_layout(xs, x.layout) if len(xs) == 4 else None
+    if lay is None:
+        return "not-image", f"a model whose input {_dims(xs)} is not one image"
+    if not outs:
+        return None, "a model without outputs"
+    y = outs[0]
+    ys = tuple(y.shape)
+    desc = f"input {_dims(xs)}, output {_dims(ys)}"
+    rest = ys[1:]
+    if len(ys) in (2, 4) and all(_known(d) for d in rest) and sum(d > 1 for d in rest) == 1:
+        k = max(rest)
+        return "classify", f"a classifier ({desc}: {k} scores per image)"
+    if len(ys) != 4:
+        return "other", f"a model with {desc}"
+    if not all(_known(d) for d in (*xs[1:], *ys[1:])):
+        probe = tuple(d if _known(d) else (1 if i == 0 else 3 if lay[i] == "C" else 64) for i, d in enumerate(xs))
+        try:
+            got = session.output_shapes_for({x.name: probe})
+        except Exception:  # a runtime that cannot answer: the tasks' own checks speak later
+            got = None
+        if got and y.name in got and all(_known(d) for d in tuple(got[y.name])[1:]):
+            xs, ys = probe, tuple(got[y.name])
+            desc = f"input {_dims(xs)}, output {_dims(ys)} (at a probe size)"
+        else:
+            return None, f"a model with {desc}"
+    out_lay = y.layout if y.layout in ("NCHW", "NHWC") else lay
+    c_in, h_in, w_in = (xs[lay.index(a)] for a in "CHW")
+    c_out, h_out, w_out = (ys[out_lay.index(a)] for a in "CHW")
+    sh, sw = h_out / h_in, w_out / w_in
+    if c_out == c_in and sh == sw and sh > 1:
+        return "super-resolve", f"an upscaler ({desc}: x{sh:g})"
+    why = (f"{c_out} channels out of {c_in}" if c_out != c_in else
+           "the input's size" if sh == sw == 1 else f"scaled x{sh:g} in height and x{sw:g} in width")
+    return "image", (f"an image-to-image model ({desc}: {why}; super-resolution keeps the channels and makes "
+                     "height and width one factor larger)")

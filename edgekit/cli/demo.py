@@ -2,7 +2,8 @@
 
 With no arguments it runs ``upscale`` with the shipped quicksrnet_small_x2 bundle on the
 virtual camera; without a display it runs headless, records 150 frames to
-``./edgekit-demo.mp4`` and prints where the recording is.
+``./edgekit-demo.mp4`` and prints where the recording is. The summary it prints (or ``--json``)
+is described in ``docs/demo.md`` and :func:`edgekit.apps.camera.app.summary_fields`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ def register(app: typer.Typer) -> None:
                                              help="What the model does (default: upscale)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", metavar="BUNDLE_DIR|MODEL_FILE|ZOO_NAME",
                                             help="Model to run (default: the shipped quicksrnet_small_x2 bundle for "
-                                                 "upscale; zoo mobilenet_v2, untrained, for classify). Zoo names are "
+                                                 "upscale; zoo mobilenet_v2, untrained, for classify: its frames say "
+                                                 "'random weights'). It must be made for the task: a super-resolution "
+                                                 "model for upscale (output: same channels, height and width a scale "
+                                                 "factor larger), a classifier for classify. Zoo names are "
                                                  "converted on first use and cached."),
         source: Optional[str] = typer.Option(None, "--source", metavar="0|/dev/videoN|FILE|virtual|picamera",
                                              help="Frames from a camera index or device, a video file, a Pi CSI "
@@ -47,13 +51,18 @@ def register(app: typer.Typer) -> None:
         snapshot: Optional[Path] = typer.Option(None, "--snapshot", metavar="OUT.png",
                                                 help="Write the last rendered frame as PNG at the end."),
         seed: int = typer.Option(0, "--seed", help="Seed of the virtual camera's path and noise."),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (fields: docs/demo.md). "
+                                      "model_busy: fraction of wall time the model was computing; efficiency: "
+                                      "fraction spent on frames that were rendered; both in [0, 1]."),
         force: bool = typer.Option(False, "--force", help="Replace an existing --record or --snapshot file."),
     ) -> None:
         """Live camera demo: super-resolution (bicubic vs model) or classification, with latency/FPS overlays.
 
-        Keys: q/Esc quit, space pause, s snapshot PNG, v switch view. Without a display (or with
-        --headless) it records to ./edgekit-demo.mp4, and the virtual camera stops after 150 frames.
+        Keys: q/Esc quit, space pause, s snapshot PNG, v switch view.
+
+        Without a display (or with --headless) it records ./edgekit-demo.mp4; the virtual camera stops at 150 frames.
+
+        Unpaced sources (files, headless virtual camera): latency splits into queue, preprocess, model, post.
 
         Example: edgekit demo upscale --source 0 --record out.mp4
         """
@@ -87,9 +96,23 @@ def _report(result, json_out: bool) -> None:
         def f(v, unit=""):
             return "--" if v is None else f"{v:g}{unit}"
 
+        def pct(v):
+            return "--" if v is None else f"{v * 100:.0f}%"
+
         print(f"{s['frames']} frames  ·  {f(s['fps'])} FPS  ·  inference p50 {f(s['inference_ms_p50'], ' ms')}  ·  "
               f"end-to-end p50 {f(s['e2e_ms_p50'], ' ms')}  ·  {s['backend']} / {s['accelerator']}  ·  "
               f"dropped {s['dropped_frames']}")
+        lat = s.get("latency_ms") or {}
+        if lat:
+            mean = {k: (v or {}).get("mean") for k, v in lat.items()}
+            print(f"end-to-end mean {f(mean['end_to_end'], ' ms')} = queue {f(mean['queue'])} + preprocess "
+                  f"{f(mean['preprocess'])} + model {f(mean['model'])} + post {f(mean['post'])} ms  ·  "
+                  f"model busy {pct(s.get('model_busy'))} of wall time, efficiency {pct(s.get('efficiency'))} "
+                  "(model time on rendered frames)")
+        if s.get("latency_note"):
+            print(s["latency_note"])
+    if s.get("random_weights"):
+        print("random weights: the model is untrained, its outputs are meaningless (every frame says so)")
     spatial = s.get("spatial") or {}
     if spatial.get("note") and spatial.get("mode") != "native":
         w, h = spatial["image"]

@@ -135,9 +135,3 @@ def test_classify_without_labels_shows_indices(fake_session):
     probs = np.exp(logits[0].astype(np.float64))  # the same float32 logits, softmax in float64
     want = probs[1] / probs.sum()
     assert_close(top[0][1], want, Bound.roundoff(want, reduction=7, depth=3, unit=U64), "softmax")
-
-
-def test_task_must_match_the_bundle(standins):
-    with edgekit.load(standins["colour_classifier"], threads=1) as session:
-        with pytest.raises(DemoError, match="classify.*edgekit demo classify"):
-            make_task("upscale", session)
