@@ -122,7 +122,7 @@ def test_vendor_specific_rules():
         status, rule = t.ops["tflite"].status("DEPTH_TO_SPACE")
         assert status == "forbidden" and rule.fix == "pixel_shuffle_to_transpose_conv"
         assert t.patterns["pixel_shuffle"].fix == "pixel_shuffle_to_transpose_conv"
-    assert ethos.ops["tflite"].constraints["CONV_2D"].constraints["max_stride"] == 3
+    assert ethos.ops["tflite"].constraints["DEPTHWISE_CONV_2D"].constraints["max_stride"] == 3  # Vela 5.2: CONV_2D strides > 3 run with VALID padding
     assert ethos.max_dim == 65535 and ethos.batch_one
     assert gpu.ops["tflite"].status("TRANSPOSE")[0] == "allowed"
     assert gpu.patterns["pixel_shuffle"].severity == "warning"
