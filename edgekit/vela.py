@@ -397,3 +397,38 @@ def _debug_tables(path: Path) -> dict[str, list[dict[str, str]]]:
         if text:
             out[table.get("name", "")] = list(csv.DictReader(text.splitlines()))
     return out
+
+
+# Lint rules whose error findings mean an op Vela leaves on the CPU (ethos-u profile): an op not
+# in Vela's table or outside a constraint it states, and any op reading or writing a tensor of a
+# type the NPU has no feature maps for. Layout, rank and pattern findings are about NPU time.
+CPU_RULES = ("op-not-supported", "op-forbidden", "op-constraint", "dtype", "dynamic-shape")
+
+
+def predict_cpu_ops(report: Any, graph: Any = None) -> dict[int, list[str]]:
+    """What ``edgekit lint --target ethos-u`` predicts Vela leaves on the Cortex-M CPU, without
+    running Vela: ``{op index: [why, in the profile's (Vela's) words]}`` for the ops of the main
+    subgraph. ``report``: a :class:`~edgekit.lint.LintReport` of a TFLite file; ``graph`` its
+    :class:`~edgekit.lint.readers.Graph` (read from ``report.path`` when None)."""
+    if report.format != "tflite":
+        return {}
+    if graph is None:
+        from edgekit.lint.readers import read_graph
+
+        graph = read_graph(report.path)
+    ops = [op for op in graph.ops if op.subgraph == 0]
+    by_index = {op.index: op for op in ops}
+    out: dict[int, list[str]] = {}
+    for f in report.findings:
+        if f.severity != "error" or f.rule not in CPU_RULES:
+            continue
+        why = f.why or f.message
+        if f.rule in ("dtype", "dynamic-shape"):
+            names = set(f.details.get("tensors") or ([f.tensor] if f.tensor else []))
+            for op in ops:
+                touched = [t for t in (*op.inputs, *op.outputs) if t is not None and not t.const]
+                if any(t.name in names for t in touched):
+                    out.setdefault(op.index, []).append(why)
+        elif isinstance(f.index_or_node, int) and f.index_or_node in by_index:
+            out.setdefault(f.index_or_node, []).append(why)
+    return {i: list(dict.fromkeys(w)) for i, w in sorted(out.items())}

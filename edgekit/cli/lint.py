@@ -61,7 +61,9 @@ def register(app: typer.Typer) -> None:
             profile = load_target(target or "generic-npu")
             reports = [run_lint(model, profile)]
         if json_out:
-            payload = [{**r.to_dict(), "target": profile.to_dict()} for r in reports]
+            payload = [{**r.to_dict(), "target": profile.to_dict(),
+                        **({"npu_placement": n} if (n := _npu_placement(r, profile)) is not None else {})}
+                       for r in reports]
             print_json(payload[0] if len(payload) == 1 and not is_bundle(model) else payload)
         else:
             for report in reports:
@@ -154,6 +156,14 @@ def _render(report: Any, profile: Any, show_all: bool) -> None:
         if len(items) > len(shown):
             con.print(f"  [dim]... and {len(items) - len(shown)} more (--all lists them, --json gives every one)[/]")
     con.print()
+    npu = _npu_placement(report, profile)
+    if npu is not None:  # ethos-u: the ops Vela will leave on the Cortex-M CPU, predicted from the profile
+        cpu = npu["cpu_ops"]
+        con.print(f"[bold]Vela[/] (predicted from the profile, {npu['vela']}): {npu['total'] - len(cpu)} of "
+                  f"{npu['total']} ops on the NPU, {len(cpu)} on the CPU"
+                  + (": " + ", ".join(f"{c['op']} #{c['index']}" for c in cpu[:12]) + (" ..." if len(cpu) > 12 else "")
+                     if cpu else ""))
+        con.print()
     s = report.summary
     if not report.findings:
         con.print(f"[green]✓[/] {escape(report.summary_line())}")
@@ -161,6 +171,22 @@ def _render(report: Any, profile: Any, show_all: bool) -> None:
     mark = "[green]✓[/]" if report.passed else "[red]✗[/]"
     con.print(f"{mark} {escape(report.summary_line())}"
               + (f"; passes that fix them: {', '.join(s['fix_passes'])}" if s["fix_passes"] else ""))
+
+
+def _npu_placement(report: Any, profile: Any) -> dict[str, Any] | None:
+    """For a TFLite file linted against ethos-u: the ops Vela is predicted to leave on the CPU
+    (:func:`edgekit.vela.predict_cpu_ops`), each with why; None for other targets and formats."""
+    if profile.name != "ethos-u" or report.format != "tflite":
+        return None
+    from edgekit.lint.readers import read_graph
+    from edgekit.vela import predict_cpu_ops
+
+    graph = read_graph(report.path)
+    ops = {op.index: op for op in graph.ops if op.subgraph == 0}
+    cpu = predict_cpu_ops(report, graph)
+    vela = next((s.title.split(":")[0] for s in profile.sources if s.title.startswith("Arm Vela")), "Vela")
+    return {"vela": vela, "total": len(ops),
+            "cpu_ops": [{"index": i, "op": ops[i].type, "why": why} for i, why in cpu.items()]}
 
 
 def _render_targets(profiles: list[Any]) -> None:
