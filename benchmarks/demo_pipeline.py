@@ -174,7 +174,8 @@ def main() -> int:
             print("live virtual camera, 300 frames:", file=sys.stderr)
             report["live"] = live_latency(300)
         if "efficiency" not in args.skip:
-            print("efficiency (FPS x inference p50) on a 320x240 clip, recording:", file=sys.stderr)
+            print("efficiency (inference time of shown frames / wall time, docs/demo.md) on a 320x240 clip, "
+                  "recording:", file=sys.stderr)
             report["efficiency"] = efficiency(tmp, repeats, 120)
     report["host"]["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
