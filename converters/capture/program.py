@@ -97,6 +97,9 @@ def explain_export_error(e: BaseException, cap: Captured) -> ConversionError:
     if "data-dependent" in text or "GuardOnDataDependent" in name or "DataDependent" in name:
         cause = "data-dependent control flow (Python `if`/`while` or int() on a tensor's value)"
         hint = "make the branch independent of tensor values, or express it with torch.where / torch.cond"
+    elif "fake tensor in the exported program constant" in text:
+        cause, hint, at = _computed_weight(cap)
+        where = at or where
     elif "Unsupported" in name or "not supported" in text.lower():
         cause = f"a construct torch.export does not support ({first_line(e)})"
         hint = "rewrite that line with tensor operations"
@@ -104,6 +107,26 @@ def explain_export_error(e: BaseException, cap: Captured) -> ConversionError:
         cause = f"{name}: {first_line(e)}"
         hint = "make the model traceable by torch.export (see the PyTorch export docs); EDGEKIT_DEBUG=1 shows the trace"
     return ConversionError(STAGE, f"torch.export cannot trace the model: {cause}", where=where, hint=hint)
+
+
+def _computed_weight(cap: Captured) -> tuple[str, str, str | None]:
+    """Cause, hint and place for a tensor computed in ``forward`` outside what export traces
+    (torch only names it ``lifted_tensor_0``): the parameters whose ``.data`` forward reads."""
+    from edgekit.converters.capture.reparam import HOOKS, untraced_parameters
+
+    fold = (f"fold it once before export in a no-argument `{HOOKS[0]}()` (or `{HOOKS[1]}()`) that stores the "
+            "folded weight as a parameter (edgekit calls it on a copy), or compute it without `.data`")
+    refused = cap.source.get("reparameterize_refused")
+    if refused:  # the model has a fold, and capture did not use it: say why, that is what to fix
+        fold = (f"{refused.removesuffix('; exported unfolded')}; make that fold keep the outputs, "
+                "or compute the weight without `.data`")
+    reads = untraced_parameters(cap.module, cap.example_inputs) if cap.module is not None else []
+    if not reads:
+        return ("forward builds a tensor torch.export cannot follow (a constant computed from the weights, e.g. "
+                "through `.data`, `.numpy()` or `torch.tensor(...)`)", fold, None)
+    names = ", ".join(n for n, _ in reads[:4]) + (f" and {len(reads) - 4} more" if len(reads) > 4 else "")
+    return (f"forward computes a weight from `.data` of parameter(s) {names}, which torch.export cannot follow",
+            fold, next((at for _, at in reads if at), None))
 
 
 def _location_in_message(text: str) -> str | None:

@@ -16,6 +16,7 @@ from edgekit.converters.capture.captured import STAGE, Captured
 from edgekit.converters.capture.finite_weights import check_finite_weights
 from edgekit.converters.capture.naming import infer_task, name_inputs, name_of, name_outputs
 from edgekit.converters.capture.reference import torch_reference, torch_reference64
+from edgekit.converters.capture.reparam import fold_reparam
 from edgekit.converters.capture.user_code import user_location
 from edgekit.converters.layouts import layout_for_rank
 from edgekit.errors import ConversionError, ModelFileNotFound, UsageError, first_line
@@ -260,4 +261,10 @@ def _from_module(module: Any, inputs: tuple, src: dict[str, Any], *, name: str, 
     )
     cap.reference = torch_reference(module)
     cap.reference64 = torch_reference64(module)
+    # the model's own eval-mode fold (RepVGG-style blocks), on a copy: the unfolded module stays the reference
+    cap.module, calls, refused = fold_reparam(module, tuple(inputs))
+    if calls:
+        src["reparameterized"] = calls
+    if refused:
+        src["reparameterize_refused"] = refused
     return cap

@@ -20,7 +20,7 @@ from edgekit.bundle import sha256_file
 from edgekit.converters.capture.captured import STAGE
 from edgekit.errors import ConversionError, EdgekitError, ModelFileNotFound, first_line
 
-__all__ = ["call_factory_from_file", "call_factory_from_module", "user_location"]
+__all__ = ["call_factory_from_file", "call_factory_from_module", "user_location", "frame_location"]
 
 
 def call_factory_from_file(ref: str) -> tuple[Any, dict[str, Any]]:
@@ -131,6 +131,23 @@ def _call_factory(factory: Callable, ref: str) -> Any:
 def user_location(e: BaseException, folder: str | None = None) -> str | None:
     """``file:line (function)`` of the innermost frame of the traceback that is the user's
     code (not torch, not edgekit, not the standard library)."""
+    best = None
+    for frame in traceback.extract_tb(e.__traceback__):
+        if _is_user_file(frame.filename, folder):
+            best = f"{frame.filename}:{frame.lineno} ({frame.name})"
+    return best
+
+
+def frame_location(frames: list) -> str | None:
+    """``file:line (function)`` of the innermost user frame in ``frames`` (``inspect.stack()``
+    order: innermost first), or None."""
+    for frame in frames:
+        if _is_user_file(frame.filename):
+            return f"{frame.filename}:{frame.lineno} ({frame.function})"
+    return None
+
+
+def _is_user_file(filename: str, folder: str | None = None) -> bool:
     import edgekit
 
     # the converters' folder (this file is in converters/capture/), the edgekit package, the standard library
@@ -142,12 +159,7 @@ def user_location(e: BaseException, folder: str | None = None) -> str | None:
         skip.append(os.path.dirname(torch.__file__))
     except ImportError:  # pragma: no cover
         pass
-    best = None
-    for frame in traceback.extract_tb(e.__traceback__):
-        fn = os.path.abspath(frame.filename)
-        if "site-packages" in fn or any(fn.startswith(s) for s in skip) or fn.startswith("<"):
-            continue
-        if folder and not fn.startswith(folder):
-            continue
-        best = f"{frame.filename}:{frame.lineno} ({frame.name})"
-    return best
+    fn = os.path.abspath(filename)
+    if "site-packages" in fn or any(fn.startswith(s) for s in skip) or filename.startswith("<"):
+        return False
+    return not folder or fn.startswith(folder)
