@@ -69,15 +69,21 @@ def _example_arrays(graph_inputs: list, shapes: list | None, seed: int, path: Pa
     arrays = []
     for i, vi in enumerate(graph_inputs):
         tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        # a dim is fixed by a positive value; -1, 0, a symbolic name or no value leave it to the user
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
         if shapes:
-            if len(shapes[i]) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shapes[i])):
-                raise UsageError(f"--input-shape {list(shapes[i])} does not fit input '{vi.name}' of shape "
-                                 f"{[d if d is not None else '?' for d in dims]}", where=path)
+            declared = tt.HasField("shape")  # no shape at all: any --input-shape fits
+            if declared and (len(shapes[i]) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shapes[i]))):
+                shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+                raise UsageError(f"--input-shape {list(shapes[i])} does not fit input '{vi.name}' of shape {shown}",
+                                 where=path, hint="keep the model's fixed (positive) dims; -1, 0 and named dims may be set")
             dims = list(shapes[i])
+        elif not tt.HasField("shape"):
+            raise UsageError(f"input '{vi.name}' declares no shape", where=path, hint="pass --input-shape for every input")
         if any(d is None or d < 1 for d in dims):
-            raise UsageError(f"input '{vi.name}' has a dynamic shape {[d if d else '?' for d in dims]}", where=path,
-                             hint="pass --input-shape for every input")
+            shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+            raise UsageError(f"input '{vi.name}' has a dynamic shape {shown}", where=path,
+                             hint="pass --input-shape for every input (e.g. --input-shape 1x3x224x224)")
         dt = np_dtypes.get(tt.elem_type)
         if dt is None:
             raise ConversionError(STAGE, f"input '{vi.name}' has an ONNX element type ({tt.elem_type}) edgekit cannot feed",

@@ -28,6 +28,7 @@ __all__ = ["export", "save_inline"]
 
 PROTOBUF_LIMIT = 2 * 1024**3 - 64 * 1024**2  # stay a little under 2 GiB: the graph needs room too
 OPTIMIZER = "onnxscript.optimizer.optimize"
+STATIC_INPUTS_PASS = "onnx.static_input_shapes"
 
 
 def export(request: ExportRequest) -> ExportResult:
@@ -43,6 +44,10 @@ def export(request: ExportRequest) -> ExportResult:
                 if request.precision == "fp16":
                     raise ConversionError("export", "onnx: fp16 from an ONNX source is not supported",
                                           hint="convert the ONNX source with --precision fp32")
+                fixed = _fix_input_shapes(model, request)
+                if fixed:
+                    passes.append(STATIC_INPUTS_PASS)
+                    notes.append("static input shapes: " + ", ".join(fixed))
             else:
                 import torch
 
@@ -74,6 +79,38 @@ def export(request: ExportRequest) -> ExportResult:
     opset = next((v for d, v in model.opset_imports.items() if d in ("", "ai.onnx")), None)
     return ExportResult(request.dest, passes=passes, notes=notes,
                         extra={"opset": opset, "external_data": external})
+
+
+def _fix_input_shapes(model, request: ExportRequest) -> list[str]:
+    """An ONNX source's input dims declared as -1 or 0, or not at all (no valid ONNX size, which
+    other tools refuse), get the size the model was captured and verified with (``--input-shape``);
+    named dims stay: they are the axes the author declared dynamic, and runtimes resize them.
+    Outputs' -1/0 dims become unknown, which the optimizer's shape inference fills. Returns
+    ``"name [declared] -> [written]"`` for each input changed."""
+    import onnx_ir as ir
+
+    def unset(d) -> bool:
+        return d is None or (isinstance(d, int) and d <= 0)
+
+    fixed = []
+    for value in model.graph.inputs:
+        example = request.kwargs.get(value.name)
+        if example is None:
+            continue
+        want = [int(d) for d in example.shape]
+        declared = value.shape is not None
+        have = list(value.shape) if declared else [None] * len(want)
+        if len(have) != len(want) or not any(unset(d) for d in have):
+            continue
+        new = [w if unset(d) else d for d, w in zip(have, want)]
+        value.shape = ir.Shape(new)
+        show = lambda dims: "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"  # noqa: E731
+        fixed.append(f"{value.name} {show(have) if declared else '(no shape)'} -> {show(new)}")
+    if fixed:
+        for value in model.graph.outputs:
+            if value.shape is not None:
+                value.shape = ir.Shape([None if unset(d) else d for d in value.shape])
+    return fixed
 
 
 def _rename_io(model, request: ExportRequest) -> None:

@@ -398,7 +398,7 @@ def _static_input_shape(vi: Any, given: tuple | None, where: str) -> tuple[int, 
                     f"input_shapes['{vi.name}'] = {given} has rank {len(given)}, the model's input has rank {len(dims)}",
                     where=where)
             for i, (d, g) in enumerate(zip(dims, given)):
-                if d.HasField("dim_value") and d.dim_value != g:
+                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != g:  # -1, 0, named: free
                     raise UsageError(
                         f"input_shapes['{vi.name}'] = {given} sets dim {i} to {g}, but the model fixes it to {d.dim_value}",
                         where=where)
