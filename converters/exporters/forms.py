@@ -495,7 +495,8 @@ def _full_then_slice(gm: torch.fx.GraphModule, node: torch.fx.Node) -> None:
 @dataclass(frozen=True)
 class Form:
     """One exact alternative form: the nodes it takes (``match``) and how it rewrites one in place
-    (``apply``); ``formats``: the exporters that use it; ``what``: before → after, in words."""
+    (``apply``); ``formats``: the exporters that use it; ``what``: before -> after, in words (ASCII, like the
+    ``forms.<id>(<count>)`` labels the exporters record)."""
 
     id: str
     formats: tuple[str, ...]
@@ -505,27 +506,27 @@ class Form:
 
 
 FORMS: tuple[Form, ...] = (
-    Form("drop_identity", ("coreml",), "an op whose result is its input (alias, detach, full view/slice) → the input",
+    Form("drop_identity", ("coreml",), "an op whose result is its input (alias, detach, full view/slice) -> the input",
          _identity, _drop_identity),
-    Form("pool_default_stride", ("coreml",), "pooling with PyTorch's default stride → the stride written out (= kernel)",
+    Form("pool_default_stride", ("coreml",), "pooling with PyTorch's default stride -> the stride written out (= kernel)",
          _pool_without_stride, _pool_default_stride),
-    Form("prelu_rank4", ("coreml",), "per-channel PReLU on rank ≠ 4 → reshape to (N, C, rest, 1), PReLU, reshape back",
+    Form("prelu_rank4", ("coreml",), "per-channel PReLU on rank != 4 -> reshape to (N, C, rest, 1), PReLU, reshape back",
          _prelu_off_rank4, _prelu_rank4),
-    Form("circular_pad", ("coreml",), "circular padding → concatenation of the wrapped slices",
+    Form("circular_pad", ("coreml",), "circular padding -> concatenation of the wrapped slices",
          _circular, _circular_pad),
-    Form("bicubic_matmul", ("coreml",), "bicubic resize → (H_out × H_in) @ x @ (W_in × W_out) with the "
+    Form("bicubic_matmul", ("coreml",), "bicubic resize -> (H_out x H_in) @ x @ (W_in x W_out) with the "
          "kernel's own weights", _bicubic, _bicubic_matmul),
     Form("nearest_exact_integer", ("coreml",), "nearest-exact resize that picks the pixels plain nearest picks "
-         "(integer factors) → nearest", _exact_is_nearest, _nearest_exact_integer),
-    Form("avg_pool_divisor", ("onnx", "coreml"), "average pool with divisor_override (full windows) → average pool "
-         "× (kernel size / divisor)", _divisor_uniform, _avg_pool_divisor),
-    Form("negative_pad", ("coreml",), "constant padding by negative amounts → slice (crop), then pad the rest",
+         "(integer factors) -> nearest", _exact_is_nearest, _nearest_exact_integer),
+    Form("avg_pool_divisor", ("onnx", "coreml"), "average pool with divisor_override (full windows) -> average pool "
+         "x (kernel size / divisor)", _divisor_uniform, _avg_pool_divisor),
+    Form("negative_pad", ("coreml",), "constant padding by negative amounts -> slice (crop), then pad the rest",
          _negative_pad, _crop_then_pad),
-    Form("conv_transpose_output_padding", ("tflite",), "transposed conv with output_padding → the whole transposed "
+    Form("conv_transpose_output_padding", ("tflite",), "transposed conv with output_padding -> the whole transposed "
          "conv, sliced to the layer's output window", _output_padding, _full_then_slice),
-    Form("conv_padding_string", ("tflite",), "conv1d with padding='same'/'valid' → explicit padding",
+    Form("conv_padding_string", ("tflite",), "conv1d with padding='same'/'valid' -> explicit padding",
          _conv1d_string, _conv_padding_string),
-    Form("nearest_fractional", ("tflite",), "nearest resize by a non-integer factor → index_select of the rows "
+    Form("nearest_fractional", ("tflite",), "nearest resize by a non-integer factor -> index_select of the rows "
          "and columns PyTorch picks", _nearest_fractional, _nearest_gather),
 )
 

@@ -81,6 +81,8 @@ POSITIVE = [
      "aten.alias.default", True),
     ("full-slice", "coreml", Fn(lambda s, x: x[:, :] + x.reshape(1, 3, 4, 4)), (1, 3, 4, 4), "drop_identity", 2,
      "aten.slice.Tensor", True),
+    ("ellipsis-index", "coreml", Fn(lambda s, x: x[...] * 2 + x.permute(0, 1, 2, 3)), (1, 3, 4, 4), "drop_identity", 2,
+     "aten.alias.default", True),
     ("identity-output", "coreml", Fn(lambda s, x: aten.alias(x)), (1, 3, 4, 4), "drop_identity", 1,
      "aten.alias.default", True),
     ("max-pool-k2", "coreml", Fn(lambda s, x: F.max_pool2d(x, 2)), (1, 3, 8, 8), "pool_default_stride", 1, None, True),
@@ -191,7 +193,7 @@ def test_form_ids_per_format():
                                               "bicubic_matmul"}
     assert set(forms.form_ids("tflite")) >= {"nearest_fractional", "conv_padding_string"}
     assert forms.form_ids("onnx") == ["avg_pool_divisor"]
-    assert all(f.id.isascii() and f.id.isidentifier() for f in forms.FORMS)
+    assert all(f.id.isascii() and f.id.isidentifier() and f.what.isascii() for f in forms.FORMS)
 
 
 # -- the functional API's defaults through every exporter ---------------------------------------
@@ -309,10 +311,11 @@ def test_coreml_lowered_graph_is_the_same_function(case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["prelu-rank2-after-linear", "prelu-rank3", "alias", "full-slice"])
+@pytest.mark.parametrize("name", ["prelu-rank2-after-linear", "prelu-rank3", "alias", "ellipsis-index", "full-slice"])
 def test_coreml_converts_what_it_refused(name, tmp_path):
     """Per-channel PReLU on rank 2/3 (coremltools: "rank 3 or rank 5 input is only supported when
-    all the values of alpha are same") and alias/identity views ("cannot express op 'alias'")."""
+    all the values of alpha are same") and alias/identity views ("cannot express op 'alias'";
+    ``x[...]`` in attention code exports as ``aten.alias``)."""
     pytest.importorskip("coremltools")
     from edgekit.runtimes.coreml_spec import spec_io
 
