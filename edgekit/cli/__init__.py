@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-COMMANDS = ("convert", "compile", "inspect", "lint", "bench", "run", "demo", "zoo", "doctor")
+COMMANDS = ("convert", "compile", "inspect", "lint", "bench", "run", "demo", "zoo", "doctor", "webapp")
 
 app = typer.Typer(
     name="edgekit",
