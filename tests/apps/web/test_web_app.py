@@ -165,6 +165,27 @@ def test_one_frame_in_flight_and_phone_layout(servers, browser):
         page.close()
 
 
+def test_file_picker_and_backend_switch(servers, browser, tmp_path):
+    """A picked image is the source when there is no camera; the backend switch reloads the page
+    on the other runtime, which then says so in the overlay."""
+    import cv2
+
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), cv2.cvtColor(frame(), cv2.COLOR_RGB2BGR))
+    page = open_app(browser, servers["cls"].url, "camera=0")
+    try:
+        assert page.evaluate("edgekit.stats().backend") == "ort-wasm"
+        page.set_input_files("#file", str(path))
+        page.wait_for_function("() => edgekit.stats().frames >= 1", timeout=30000)
+        assert page.locator("#top5 li").count() == 5
+        with page.expect_navigation():
+            page.select_option("#backend", "litert-wasm")
+        page.wait_for_function("() => window.edgekit && edgekit.stats().label !== null", timeout=30000)
+        assert "LiteRT.js" in page.inner_text("#overlay")
+    finally:
+        page.close()
+
+
 @pytest.mark.parametrize("case", ["refused", "absent"])
 def test_camera_refused_or_absent_says_so(case, servers, playwright_session):
     extra = ["--deny-permission-prompts", "--use-fake-device-for-media-stream"] if case == "refused" \
@@ -185,3 +206,39 @@ def test_camera_refused_or_absent_says_so(case, servers, playwright_session):
 def test_webgpu_on_swiftshader():
     pytest.skip("WebGPU on SwiftShader is not stable here: Chromium offers an adapter, but onnxruntime-web's "
                 "webgpu EP did not finish a frame of a 240x320 SR model within 60 s (docs/web.md)")
+
+
+@pytest.mark.slow
+@pytest.mark.numeric
+def test_default_sr_bundle_in_the_browser(playwright_session, browser, tmp_path, no_opencv):
+    """The shipped quicksrnet_small_x2 bundle, built and served as a user would: camera frames run
+    on ORT-web WASM and its output for a fixed frame is edgekit.load's (a-priori fp32 bound: its
+    longest conv reduction and conv depth read from the ONNX graph)."""
+    import onnx
+
+    import edgekit
+    from conftest import REPO, Server
+    from edgekit.webapp import build
+
+    bundle = REPO / "apps" / "camera" / "default_bundle"
+    out = build(bundle, tmp_path / "web").out
+    server = Server(out)
+    try:
+        page = open_app(browser, server.url, "backend=ort-wasm", frames=3)
+        stats = page.evaluate("edgekit.stats()")
+        assert stats["message"] is None and stats["threads"] > 1, stats
+        img = frame(240, 320)
+        r = page.evaluate("([d, h, w]) => edgekit.infer(d, h, w)", [b64(img), 240, 320])
+        x = decode(r["input"])
+        assert_close(x, python_tensor(bundle, "onnx", img), Bound.exact("edgekit.preprocess in JavaScript"), "input")
+        with edgekit.load(bundle / "model.onnx", threads=1) as s:
+            y_ref = next(iter(s.run({s.inputs[0].name: x}).values()))
+        graph = onnx.load(str(bundle / "model.onnx")).graph
+        weights = {t.name: t.dims for t in graph.initializer}
+        convs = [n for n in graph.node if n.op_type == "Conv"]
+        longest = max(int(np.prod(weights[n.input[1]][1:])) for n in convs)
+        bound = Bound.roundoff(float(np.abs(y_ref).max()), longest, len(convs))
+        assert_close(decode(r["outputs"][0]), y_ref, bound, "quicksrnet_small_x2 on ORT-web vs edgekit.load")
+        page.close()
+    finally:
+        server.close()
