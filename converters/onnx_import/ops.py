@@ -401,11 +401,31 @@ def group_norm(g: Builder, x: Value, scale: Value, bias: Value) -> Value:
     return g.call(F.group_norm, x, groups, scale, bias, eps)
 
 
+def _used(g: Builder, i: int) -> bool:
+    """Whether output ``i`` of the current node is read by a later node or the graph."""
+    return len(g.node.output) > i and bool(g.node.output[i]) and bool(g.uses[g.node.output[i]])
+
+
 @op("LayerNormalization")
-def layer_norm(g: Builder, x: Value, scale: Value, bias: Value | None = None) -> Value:
+def layer_norm(g: Builder, x: Value, scale: Value, bias: Value | None = None) -> Value | list:
     axis = axis_of(int(g.attr("axis", -1)), x.rank)
     ns = x.shape[axis:]
     eps = float(g.attr("epsilon", 1e-5))
+    stash = int(g.attr("stash_type", 1))
+    if stash != 1 and x.dtype != torch.float32:
+        raise NodeError(f"LayerNormalization with stash_type={stash} on {x.dtype} is not supported "
+                        "(the importer computes the statistics in the input's float32)")
+    if _used(g, 1) or _used(g, 2):
+        # Mean and InvStdDev (the training outputs, shape x.shape[:axis] + 1s) are wanted: write
+        # the normalisation out so they are its own intermediate values.
+        dims = list(range(axis, x.rank))
+        mean = g.call(torch.mean, x, dims, True)
+        d = g.call(operator.sub, x, mean)
+        var = g.call(torch.mean, g.call(operator.mul, d, d), dims, True)
+        inv = g.call(torch.rsqrt, g.call(operator.add, var, eps))
+        y = g.call(operator.mul, g.call(operator.mul, d, inv), scale)
+        y = y if bias is None else g.call(operator.add, y, bias)
+        return [y, mean, inv]
 
     def fits(v: Value | None) -> bool:
         if v is None:
@@ -694,15 +714,19 @@ def depth_to_space(g: Builder, x: Value) -> Value:
 
 @op("SpaceToDepth")
 def space_to_depth(g: Builder, x: Value) -> Value:
-    """PyTorch's pixel unshuffle orders channels c·bs² + ij; ONNX orders them ij·C + c."""
+    """PyTorch's pixel unshuffle orders channels c·bs² + ij (ONNX's CRD mode); ONNX's default,
+    DCR, orders them ij·C + c."""
     bs = int(g.attr("blocksize"))
+    mode = g.attr("mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise NodeError(f"SpaceToDepth mode {mode!r} is not an ONNX value")
     if x.rank != 4:
         raise NodeError(f"SpaceToDepth on a rank-{x.rank} input (ONNX defines it for 4-D)")
     c, h, w = x.shape[1:]
     if h % bs or w % bs:
         raise NodeError(f"spatial size {h}x{w} does not divide by blocksize {bs}")
     y = g.call(F.pixel_unshuffle, x, bs)
-    if c == 1:
+    if c == 1 or mode == "CRD":
         return y
     perm = [k * bs * bs + ij for ij in range(bs * bs) for k in range(c)]
     return g.call(torch.index_select, y, 1, Const(torch.tensor(perm), f"{g.node.output[0]}_perm"))
@@ -764,7 +788,7 @@ def cumsum(g: Builder, x: Value, axis_: Value) -> Value:
     axis = axis_of(int(g.scalar(axis_, "axis")), x.rank)
     rev, excl = int(g.attr("reverse", 0)), int(g.attr("exclusive", 0))
     y = g.call(torch.flip, x, [axis]) if rev else x
-    s = g.call(torch.cumsum, y, axis)
+    s = g.call(torch.cumsum, y, axis, dtype=x.dtype)  # torch widens integer sums to int64
     if excl:
         s = g.call(operator.sub, s, y)
     return g.call(torch.flip, s, [axis]) if rev else s
@@ -776,8 +800,9 @@ def cumsum(g: Builder, x: Value, axis_: Value) -> Value:
 def _reduce_dims(g: Builder, x: Value, axes: Value | None, since: int) -> list[int] | None:
     """The axes to reduce (sorted); ``None`` means 'leave the input as it is'."""
     ax = _axes_arg(g, axes, since)
+    noop = int(g.attr("noop_with_empty_axes", 0))  # read always: it only matters without axes
     if not ax:
-        if g.opset >= since and int(g.attr("noop_with_empty_axes", 0)):
+        if g.opset >= since and noop:
             return None
         return list(range(x.rank))
     return sorted({axis_of(a, x.rank) for a in ax})

@@ -84,7 +84,7 @@ def max_pool(g: Builder, x: Value) -> Value:
 def avg_pool(g: Builder, x: Value) -> Value:
     nd, k, s, d, begin, end, ceil, out = _geometry(g, x)
     if any(v != 1 for v in d):
-        raise NodeError(f"AveragePool with dilations {d} is not supported (PyTorch's average pooling has none)")
+        raise NodeError(f"AveragePool with dilations={d} is not supported (PyTorch's average pooling has none)")
     include = bool(g.attr("count_include_pad", 0))
     if _fits_torch(k, begin, end):
         y = g.call(_AVG[nd], x, k, s, begin, ceil, include)

@@ -225,6 +225,8 @@ def _float_list(g: Builder, v: Value | None, what: str) -> list[float] | None:
 def resize(g: Builder, x: Value, *rest: Value | None) -> Value:
     rest = tuple(rest) + (None,) * 3
     mode = g.attr("mode", "nearest")
+    # Used by tf_crop_and_resize only (refused below): samples outside the crop box.
+    g.attr("extrapolation_value", 0.0)
     if g.opset < 11:
         scales, sizes = _float_list(g, rest[0], "scales"), None
         coord, nearest_mode = "asymmetric", "simple"
@@ -262,8 +264,17 @@ def resize(g: Builder, x: Value, *rest: Value | None) -> Value:
                 raise NodeError(f"scale {s} is not positive")
             full_scales[a] = s
             out[a] = int(f32(s) * f32(x.shape[a]))
+    if coord == "align_corners" and scales is not None:
+        for a, sc in zip(axes, scales):
+            if f32(sc) * f32(x.shape[a]) != out[a]:
+                # The spec maps with the output length in*scale, ONNX Runtime with the whole output
+                # size: the two disagree when in*scale is not whole, so neither is guessed.
+                raise NodeError(f"coordinate_transformation_mode='align_corners' with scale {sc:g} on an axis of "
+                                f"{x.shape[a]} (output size {f32(sc) * f32(x.shape[a]):g} is not whole) is not "
+                                "supported: ONNX's reference and ONNX Runtime map it differently",
+                                hint="give the Resize sizes instead of scales")
     if int(g.attr("antialias", 0)) and mode != "nearest" and any(o < i for o, i in zip(out, x.shape)):
-        raise NodeError("antialiased downscaling is not supported", hint="export the PyTorch model instead")
+        raise NodeError(f"antialias=1 when downscaling ({mode}) is not supported", hint="export the PyTorch model instead")
     return emit_resize(g, x, out, full_scales, scales is not None, mode, coord, nearest_mode,
                        float(g.attr("cubic_coeff_a", -0.75)), bool(g.attr("exclude_outside", 0)))
 

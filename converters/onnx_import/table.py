@@ -12,19 +12,91 @@ from typing import Callable
 
 from edgekit.converters.onnx_import.builder import Builder, NodeError, OpFn
 
-__all__ = ["OPS", "op", "axis_of", "onnx_pads", "torch_pad_list"]
+__all__ = ["OPS", "op", "axis_of", "onnx_pads", "torch_pad_list", "NOT_READ_OK"]
 
 OPS: dict[str, OpFn] = {}
 
+NOT_READ_OK: dict[str, set[str]] = {
+    # Attributes a converter may leave unread because they cannot change an inference result.
+    "Dropout": {"seed", "ratio"},  # inference-mode dropout is the identity
+    "BatchNormalization": {"momentum"},  # updates running statistics in training only
+}
+
+
+class _ReadTracker(dict):
+    """A node's attributes that remember which ones the converter read."""
+
+    def __init__(self, attrs: dict):
+        super().__init__(attrs)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key) -> bool:
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def _is_default(op_type: str, opset: int, name: str, value) -> bool:
+    """Whether ``value`` is the ONNX schema's default of attribute ``name`` (exporters write
+    defaults out; a converter that does not read one computes that default)."""
+    try:
+        import onnx.defs
+        from onnx import helper
+
+        attr = onnx.defs.get_schema(op_type, opset).attributes.get(name)
+        if attr is None or not attr.default_value.name:
+            return False
+        default = helper.get_attribute_value(attr.default_value)
+    except Exception:  # noqa: BLE001 — no schema: not a known default
+        return False
+    if isinstance(default, bytes):
+        default = default.decode()
+    if isinstance(value, float) or isinstance(default, float):
+        return float(value) == float(default) if isinstance(value, (int, float)) else False
+    if isinstance(default, list):
+        return list(value) == list(default) if isinstance(value, (list, tuple)) else False
+    return value == default
+
+
+def _guarded(fn: OpFn) -> OpFn:
+    """``fn``, refusing a node that carries an attribute ``fn`` never read: an attribute the
+    converter does not know (a mode a newer opset added, a legacy flag) must not be ignored
+    silently, because ignoring it computes something else."""
+
+    def convert(g: Builder, *inputs):
+        attrs = _ReadTracker(getattr(g, "_attrs", {}) or {})
+        g._attrs = attrs
+        out = fn(g, *inputs)
+        ok = NOT_READ_OK.get(g.node.op_type, set()) if g.node is not None else set()
+        unread = sorted(k for k in attrs if k not in attrs.read and k not in ok
+                        and not _is_default(g.node.op_type, g.opset, k, dict.__getitem__(attrs, k)))
+        if unread:
+            k = unread[0]
+            raise NodeError(f"attribute {k}={dict.__getitem__(attrs, k)!r} is not implemented by edgekit's importer",
+                            hint="export the PyTorch model instead")
+        return out
+
+    convert.__wrapped__ = fn  # type: ignore[attr-defined]
+    convert.__name__ = getattr(fn, "__name__", "convert")
+    return convert
+
 
 def op(*names: str) -> Callable[[OpFn], OpFn]:
-    """Register a converter for the ONNX op types ``names`` (default domain)."""
+    """Register a converter for the ONNX op types ``names`` (default domain). A node carrying an
+    attribute the converter never reads is refused (see :func:`_guarded`)."""
 
     def deco(fn: OpFn) -> OpFn:
         for n in names:
             if n in OPS:
                 raise RuntimeError(f"ONNX op {n} registered twice")
-            OPS[n] = fn
+            OPS[n] = _guarded(fn)
         return fn
 
     return deco
