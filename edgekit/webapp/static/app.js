@@ -272,6 +272,8 @@ function stats() {
     backend: state.backend, label: state.runner?.label ?? null, threads: state.runner?.threads ?? null,
     crossOriginIsolated: self.crossOriginIsolated, frames: state.frames, inferP50: p50(state.infer),
     e2eP50: p50(state.e2e), fps: span > 0 ? (recent.length - 1) / span : 0, error: state.error,
+    // FPS over the same frames as the p50s (the last WINDOW frames)
+    fpsWindow: state.done.length > 1 ? (1000 * (state.done.length - 1)) / (state.done.at(-1) - state.done[0]) : 0,
     message: $("message").hidden ? null : $("message").textContent, task: state.manifest?.task ?? null,
     last: state.last, inferTimes: [...state.infer],
   };

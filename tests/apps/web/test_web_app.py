@@ -6,13 +6,12 @@ gives the message, nothing is fetched from outside the app, no horizontal scroll
 from __future__ import annotations
 
 import base64
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, open_app
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, open_app
 from numeric import Bound, assert_close, fp32_bound
 
 import tiny_models
@@ -217,7 +216,7 @@ def test_default_sr_bundle_in_the_browser(playwright_session, browser, tmp_path,
     import onnx
 
     import edgekit
-    from conftest import REPO, Server
+    from web_helpers import REPO, Server
     from edgekit.webapp import build
 
     bundle = REPO / "apps" / "camera" / "default_bundle"

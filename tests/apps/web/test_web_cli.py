@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Server
+from web_helpers import REPO, Server
 
 from edgekit.webapp import RUNTIMES
 
