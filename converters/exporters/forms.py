@@ -28,6 +28,20 @@ form                       formats   before → after (why)
                                      ``d·(k−1)//2`` each side and, when ``d·(k−1)`` is odd, one more
                                      column on the right by a zero pad, as PyTorch computes "same"
                                      (litert-torch has no lowering for ``conv1d.padding``)
+``bicubic_matmul``         coreml    ``upsample_bicubic2d`` (any size or factor, either align_corners)
+                                     → ``(H_out × H_in) @ x @ (W_in × W_out)`` with the weights read
+                                     off PyTorch's own kernel in float64 (Core ML has no bicubic
+                                     resize; an axis left unchanged skips its matmul)
+``nearest_exact_integer``  coreml    ``nearest-exact`` resize whose pixels are the ones plain
+                                     ``nearest`` picks (integer factors; asked of both kernels) →
+                                     ``upsample_nearest``
+``avg_pool_divisor``       onnx,     ``avg_pool(x, k, divisor_override=d)`` where every window counts
+                           coreml    the same elements → ``avg_pool(x, k) × (prod(k) / d)``
+``negative_pad``           coreml    constant padding by negative amounts → slice (the crop), then a
+                                     constant pad by the positive amounts
+``conv_transpose_output_padding``
+                           tflite    ``conv_transpose(x, w, padding=p, output_padding=o)``, ``o ≤ p``
+                                     → the whole transposed conv, sliced to ``[p, p + out)``
 ``nearest_fractional``     tflite    ``upsample_nearest{1,2}d`` to a size that is not an integer
                                      multiple → ``index_select`` of the rows (and columns) PyTorch
                                      picks, computed once by PyTorch's own nearest kernel (LiteRT's
