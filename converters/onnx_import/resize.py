@@ -13,7 +13,9 @@ otherwise — following the spec and ONNX Runtime's float32 arithmetic, then:
 2. otherwise emits the mapping itself: ``index_select`` per axis for nearest, a constant
    ``F.linear`` per axis for linear/cubic. Exact, if slower on an accelerator.
 
-``tf_crop_and_resize`` and antialiased downscaling are refused with a clear error.
+Antialiased downscaling (``antialias=1``, opset 18) stretches the linear or cubic kernel by
+1/scale (:func:`antialias_matrix`) and always takes the second form. ``tf_crop_and_resize`` is
+refused with a clear error.
 """
 
 from __future__ import annotations
@@ -99,6 +101,43 @@ def cubic_matrix(x: np.ndarray, n_in: int, a: float, exclude_outside: bool) -> n
     return m
 
 
+def _keys(t: np.ndarray, a: float) -> np.ndarray:
+    """The cubic convolution kernel (Keys) at distances ``|t|``: zero from 2 on."""
+    t = np.abs(t)
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
+def antialias_matrix(x: np.ndarray, n_in: int, mode: str, scale: float, a: float,
+                     exclude_outside: bool) -> np.ndarray:
+    """Weights of ONNX's antialiased linear/cubic resize along one axis (``scale`` < 1): the
+    kernel stretched by 1/scale, so each output averages every input it covers. Taps sit at
+    whole offsets from the coordinate's left neighbour (the coordinate itself when it is whole),
+    are normalised to sum to one, and outside the input are clamped to the edge (or dropped and
+    the rest renormalised, ``exclude_outside``)."""
+    x = x.astype(np.float64)
+    s = min(float(scale), 1.0)
+    support = 1.0 if mode == "linear" else 2.0
+    start = int(np.floor(-support / s) + 1)
+    offs = np.arange(start, 2 - start)
+    fl = np.floor(x)
+    ratio = np.where(x == fl, 1.0, x - fl)
+    base = np.rint(x - ratio).astype(np.int64)
+    t = (offs[None, :] - ratio[:, None]) * s
+    w = np.clip(1 - np.abs(t), 0, 1) if mode == "linear" else _keys(t, a)
+    w = w / w.sum(1, keepdims=True)
+    idx = base[:, None] + offs[None, :]
+    if exclude_outside:
+        w = np.where((idx < 0) | (idx >= n_in), 0.0, w)
+        total = w.sum(1, keepdims=True)
+        w = w / np.where(total == 0, 1.0, total)
+    m = np.zeros((len(x), n_in))
+    rows = np.repeat(np.arange(len(x)), len(offs))
+    np.add.at(m, (rows, np.clip(idx, 0, n_in - 1).reshape(-1)), w.reshape(-1))
+    return m
+
+
 # ---------------------------------------------------------------------------- what F.interpolate does
 
 
@@ -147,7 +186,8 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def emit_resize(g: Builder, x: Value, out: list[int], scales: list[float], given_scales: bool,
-                mode: str, coord: str, nearest_mode: str, cubic_a: float, exclude_outside: bool) -> Value:
+                mode: str, coord: str, nearest_mode: str, cubic_a: float, exclude_outside: bool,
+                antialias: bool = False) -> Value:
     rank = x.rank
     if mode not in ("nearest", "linear", "cubic"):
         raise NodeError(f"Resize mode {mode!r} is not an ONNX value")
@@ -161,6 +201,8 @@ def emit_resize(g: Builder, x: Value, out: list[int], scales: list[float], given
         src = source_coords(coord, n_in, n_out, s)
         if mode == "nearest":
             maps.append(nearest_index(src, nearest_mode, n_in, s))
+        elif antialias and s < 1:
+            maps.append(antialias_matrix(src, n_in, mode, s, cubic_a, exclude_outside))
         elif mode == "linear":
             maps.append(linear_matrix(src, n_in))
         else:
@@ -170,8 +212,10 @@ def emit_resize(g: Builder, x: Value, out: list[int], scales: list[float], given
         n = x.shape[ax]
         return np.arange(n) if mode == "nearest" else np.eye(n)
 
-    # 1. One F.interpolate call when it computes the same mapping on every axis.
-    if 3 <= rank <= 5 and all(m is None for m in maps[:2]) and any(m is not None for m in maps):
+    # 1. One F.interpolate call when it computes the same mapping on every axis (antialiased
+    # downscaling always takes the matrices: PyTorch's antialias kernels do not export everywhere).
+    downscaled = any(out[ax] < x.shape[ax] for ax in range(rank))
+    if not (antialias and downscaled and mode != "nearest") and 3 <= rank <= 5 and all(m is None for m in maps[:2]) and any(m is not None for m in maps):
         if mode == "nearest":
             kinds = [("nearest", None), ("nearest-exact", None)]
         elif mode == "linear":
@@ -273,10 +317,9 @@ def resize(g: Builder, x: Value, *rest: Value | None) -> Value:
                                 f"{x.shape[a]} (output size {f32(sc) * f32(x.shape[a]):g} is not whole) is not "
                                 "supported: ONNX's reference and ONNX Runtime map it differently",
                                 hint="give the Resize sizes instead of scales")
-    if int(g.attr("antialias", 0)) and mode != "nearest" and any(o < i for o, i in zip(out, x.shape)):
-        raise NodeError(f"antialias=1 when downscaling ({mode}) is not supported", hint="export the PyTorch model instead")
+    antialias = bool(int(g.attr("antialias", 0)))
     return emit_resize(g, x, out, full_scales, scales is not None, mode, coord, nearest_mode,
-                       float(g.attr("cubic_coeff_a", -0.75)), bool(g.attr("exclude_outside", 0)))
+                       float(g.attr("cubic_coeff_a", -0.75)), bool(g.attr("exclude_outside", 0)), antialias)
 
 
 @op("Upsample")

@@ -191,3 +191,36 @@ def test_imported_model_converts_to_tflite_and_verifies(build, tmp_path) -> None
     arts = {a.format: a for a in read_manifest(tmp_path / "b").artifacts}
     assert res.ok, res.to_dict()["artifacts"]
     assert_verified(arts["tflite"].verification, "tflite")
+
+
+# ---------------------------------------------------------------------------- antialiased Resize vs onnxruntime
+
+
+@pytest.mark.parametrize("sizes", [[1, 2, 5, 7], [1, 2, 26, 5]], ids=["down-both", "up-h-down-w"])
+@pytest.mark.parametrize("coord", ["half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners"])
+@pytest.mark.parametrize("mode,exclude", [("linear", 0), ("cubic", 0), ("cubic", 1)])
+def test_antialiased_resize_matches_onnxruntime(mode: str, exclude: int, coord: str, sizes: list[int]) -> None:
+    """ONNX's four antialias cases are tiny; here the stretched kernel meets onnxruntime on odd
+    sizes and every coordinate mode, and the import still exports with torch.export."""
+    ort = pytest.importorskip("onnxruntime")
+    from numeric import THREADS, assert_close, fp32_bound
+
+    x = np.random.default_rng(0).standard_normal((1, 2, 13, 17)).astype(np.float32)
+    node = oh.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode=mode, antialias=1, exclude_outside=exclude,
+                        coordinate_transformation_mode=coord)
+    g = oh.make_graph([node], "g", [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))],
+                      [oh.make_tensor_value_info("y", TP.FLOAT, None)],
+                      [numpy_helper.from_array(np.array(sizes, np.int64), "sizes")])
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 19)], ir_version=9)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    want = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    imp = import_onnx(model)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        got = imp.module(xt).numpy()
+    assert_close(got, want, fp32_bound(imp.module, xt), f"antialias {mode} {coord}")
+    ep = torch.export.export(imp.module, (xt,))
+    with torch.no_grad():
+        np.testing.assert_array_equal(ep.module()(xt).numpy(), got)
