@@ -255,8 +255,11 @@ def _npu_schema():
     cycles = OneOf([count, Map(count)], "a cycle count, or cycle counts by op type")
     cpu_op = Obj({"index!": count, "op!": Str(max_len=128), "on": Str(choices=("npu", "cpu")),
                   "reasons": List(Str(max_len=4096), max_len=64)})
+    npu_op = Obj({"index!": count, "op!": Str(max_len=128), "on": Str(choices=("npu", "cpu")), "cycles": count,
+                  "macs": count})
     ops = Obj({"total!": count, "npu!": count, "cpu!": count, "npu_by_type": Map(count), "cpu_by_type": Map(count),
-               "cpu_ops": List(cpu_op, max_len=100_000), "vela_counts": Map(count)})
+               "cpu_ops": List(cpu_op, max_len=100_000), "npu_ops": List(npu_op, max_len=100_000),
+               "vela_counts": Map(count)})
     return Obj({
         "compiler": Obj({"name!": Str(max_len=64), "version!": Str(max_len=64)}),
         "accelerator!": Str(nonempty=True, max_len=64), "system_config": Str(max_len=256),

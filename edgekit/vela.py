@@ -205,6 +205,7 @@ class VelaReport:
             "ops": {"total": len(self.ops), "npu": len(self.npu_ops), "cpu": len(self.cpu_ops),
                     "npu_by_type": by_type["npu"], "cpu_by_type": by_type["cpu"],
                     "cpu_ops": [o.to_dict() for o in self.cpu_ops],
+                    "npu_ops": [o.to_dict() for o in self.npu_ops],
                     "vela_counts": dict(self.vela_counts)},
             "macs": self.macs,
             "cycles": {**self.cycles, "npu_by_op_type": self.cycles_by_op()},
@@ -364,9 +365,21 @@ def _attach_reasons(ops: list[VelaOp], graph_ops: list[Any], warnings: list[tupl
         taken.add(i)
         by_index[i].reasons = list(reasons) or ["(no reason given)"]
         by_index[i].on = "cpu"
+    table = _vela_table()
     for o in ops:
         if o.on == "cpu" and not o.reasons:
-            o.reasons = ["(Vela gave no reason)"]
+            o.reasons = ["Unsupported opType (not in Vela's op table; Vela printed no warning for it)"
+                         if table is not None and o.op not in table else "(Vela gave no reason)"]
+
+
+def _vela_table() -> set[str] | None:
+    """The TFLite ops the installed Vela can place on an Ethos-U55/U65 (None if unknown)."""
+    try:
+        from ethosu.vela.tflite_mapping import optype_to_builtintype
+        from ethosu.vela.tflite_supported_operators import TFLiteSupportedOperators
+    except Exception:  # noqa: BLE001 - only used to word a reason
+        return None
+    return {str(optype_to_builtintype(t)) for t in TFLiteSupportedOperators.supported_operators}
 
 
 def _count(stdout: str, label: str) -> int:

@@ -38,6 +38,8 @@ def test_compile_in_place_records_vela_report(vela, tiny_int8, bundle_copy):
     ops = npu["ops"]
     assert ops["total"] == ops["npu"] + ops["cpu"] and ops["npu"] >= 1
     assert ops["cpu"] == 0 and ops["npu_by_type"].get("CONV_2D") == 1, ops
+    assert sorted(o["index"] for o in ops["npu_ops"]) == list(range(ops["total"]))  # every op, by index
+    assert sum(o["cycles"] for o in ops["npu_ops"]) > 0
     assert npu["macs"] == 8 * 8 * 4 * (3 * 3 * 3 + 1)  # conv 3->4, 3x3, on 8x8; Vela counts the bias add as one MAC
     assert npu["cycles"]["npu"] > 0 and npu["inference_time_s"] > 0
     clock = npu["core_clock_hz"]
