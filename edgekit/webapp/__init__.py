@@ -66,10 +66,29 @@ def _tflite_refusal(art) -> str | None:
     return None
 
 
-def _image_input(art) -> str | None:
-    """Why the page cannot feed this artifact a camera frame, or None."""
+VIDEO_LAYOUTS = ("NCTHW", "NTHWC")
+
+
+def _latent_input(art) -> str | None:
+    """Why the page cannot run this video decoder (a latent in, frames out), or None."""
+    if len(art.inputs) != 1:
+        return f"{art.path} has {len(art.inputs)} inputs; the page feeds one latent"
+    t = art.inputs[0]
+    if str(t.dtype) != "float32" or not all(isinstance(d, int) and d > 0 for d in t.shape):
+        return f"{art.path} input '{t.name}' ({t.dtype} {list(t.shape)}) is not a static float32 latent"
+    y = art.outputs[0] if art.outputs else None
+    if y is None or y.layout not in VIDEO_LAYOUTS or len(y.shape) != 5:
+        return f"{art.path} output is not a video ({'/'.join(VIDEO_LAYOUTS)})"
+    return None
+
+
+def _image_input(art, task: str | None = None) -> str | None:
+    """Why the page cannot feed this artifact a camera frame (a decode-video model: a latent),
+    or None."""
     from edgekit.preprocess import image_layout
 
+    if task == "decode-video":
+        return _latent_input(art)
     if len(art.inputs) != 1:
         return f"{art.path} has {len(art.inputs)} inputs; the page feeds one image"
     t = art.inputs[0]
@@ -97,7 +116,7 @@ def build(bundle: str | os.PathLike, out: str | os.PathLike, force: bool = False
     for fmt in ("onnx", "tflite"):
         candidates = [a for a in manifest.artifacts if a.format == fmt and (src / a.path).is_file()]
         for art in candidates:
-            why = _image_input(art) or (_tflite_refusal(art) if fmt == "tflite" else None)
+            why = _image_input(art, manifest.task) or (_tflite_refusal(art) if fmt == "tflite" else None)
             if why is None:
                 chosen[fmt] = art
                 break

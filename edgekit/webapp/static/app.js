@@ -101,8 +101,76 @@ async function makeRunner(backend) {
   const art = state.manifest.artifacts.find((a) => a.format === fmt);
   state.artifact = art;
   const t = art.inputs[0];
-  state.spec = pre.specFor(t.shape, t.dtype, t.layout, state.manifest.preprocess, state.manifest.task);
+  if (state.manifest.task === "decode-video") {
+    // a latent in, frames out: the page plays decoded latents (no camera)
+    const p = state.manifest.preprocess || {};
+    state.spec = null;
+    state.latent = { shape: t.shape, z0: gaussian(t.shape, 1), z1: gaussian(t.shape, 2), phase: 0 };
+    state.outSpec = { outputRange: (p.value_range || [0, 1]).map(Number),
+                      outputColorOrder: String(p.color_order || "RGB").toUpperCase() };
+  } else {
+    state.spec = pre.specFor(t.shape, t.dtype, t.layout, state.manifest.preprocess, state.manifest.task);
+  }
   return backend === "litert-wasm" ? litertRunner(art) : ortRunner(art, backend === "ort-webgpu");
+}
+
+// -- latents (decode-video) ----------------------------------------------------------------------
+function gaussian(shape, seed) {
+  // mulberry32 + Box-Muller: the same latents on every load
+  let a = seed >>> 0;
+  const rand = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const n = shape.reduce((x, y) => x * y, 1);
+  const z = new Float32Array(n);
+  for (let i = 0; i < n; i++) z[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  return z;
+}
+
+async function processLatent() {
+  const t0 = performance.now();
+  const L = state.latent;
+  const c = Math.cos(L.phase);
+  const s = Math.sin(L.phase);
+  L.phase += 0.08; // a slow walk on the circle through z0 and z1: every point is N(0, 1)
+  const z = new Float32Array(L.z0.length);
+  for (let i = 0; i < z.length; i++) z[i] = c * L.z0[i] + s * L.z1[i];
+  const t1 = performance.now();
+  const outputs = await state.runner.run(z, L.shape);
+  const ms = performance.now() - t1;
+  renderVideo(outputs[0]);
+  finishFrame(t0, ms);
+}
+
+// Decoded frames side by side (up to 4 a row).
+function renderVideo(o) {
+  const lay = state.artifact.outputs[0].layout;
+  const dims = Object.fromEntries(Array.from(lay, (ch, i) => [ch, o.shape[i]]));
+  const { T, H, W, C } = dims;
+  const cols = Math.min(T, 4);
+  const rows = Math.ceil(T / cols);
+  if (view.width !== cols * W || view.height !== rows * H) {
+    view.width = cols * W;
+    view.height = rows * H;
+  }
+  for (let t = 0; t < T; t++) {
+    let frame, layout;
+    if (lay === "NCTHW") {
+      frame = new Float32Array(C * H * W);
+      for (let ch = 0; ch < C; ch++) frame.set(o.data.subarray((ch * T + t) * H * W, (ch * T + t + 1) * H * W), ch * H * W);
+      layout = "CHW";
+    } else {
+      frame = o.data.subarray(t * H * W * C, (t + 1) * H * W * C);
+      layout = "HWC";
+    }
+    const shape = layout === "CHW" ? [C, H, W] : [H, W, C];
+    const { rgba } = pre.fromTensor(state.outSpec, frame, shape, layout);
+    viewCtx.putImageData(new ImageData(rgba, W, H), (t % cols) * W, Math.floor(t / cols) * H);
+  }
 }
 
 // -- one frame ----------------------------------------------------------------------------------
@@ -142,9 +210,13 @@ async function processFrame(source, sw, sh) {
   const { rgb, h, w } = pixelsOf(source, sw, sh);
   const r = await infer(rgb, h, w);
   render(r, rgb, h, w);
+  finishFrame(t0, r.ms);
+}
+
+function finishFrame(t0, ms) {
   const t1 = performance.now();
   state.frames += 1;
-  state.infer.push(r.ms);
+  state.infer.push(ms);
   state.e2e.push(t1 - t0);
   state.done.push(t1);
   for (const xs of [state.infer, state.e2e, state.done]) if (xs.length > WINDOW) xs.shift();
@@ -338,7 +410,16 @@ function tick() {
     let args = null;
     if ((src.kind === "camera" || src.kind === "video") && video.readyState >= 2 && video.videoWidth)
       args = [video, video.videoWidth, video.videoHeight];
-    else if (src.kind === "image" && src.pending) {
+    else if (src.kind === "latent") {
+      state.busy = true;
+      processLatent()
+        .catch((e) => {
+          state.error = String(e?.message || e);
+          showMessage(`inference failed: ${state.error}`);
+          state.source = null;
+        })
+        .finally(() => { state.busy = false; });
+    } else if (src.kind === "image" && src.pending) {
       src.pending = false; // a still image runs once (again after a tap on an SR split)
       args = [src.bitmap, src.bitmap.width, src.bitmap.height];
     }
@@ -394,7 +475,12 @@ async function main() {
     return;
   }
   $("overlay").textContent = `${state.runner.label}\nwaiting for a frame…`;
-  if (params.get("camera") !== "0") await startCamera();
+  if (m.task === "decode-video") {
+    $("flip").hidden = true;
+    $("file").closest("label").hidden = true;
+    $("hint").textContent = `decoded frames of latents drawn from N(0, 1), walking slowly (input ${state.latent.shape.join("x")})`;
+    if (params.get("play") !== "0") state.source = { kind: "latent" };
+  } else if (params.get("camera") !== "0") await startCamera();
   requestAnimationFrame(tick);
 }
 
@@ -424,6 +510,13 @@ window.edgekit = {
       input: { shape: r.x.shape, ...enc(r.x.data) }, ms: r.ms,
       outputs: r.outputs.map((o) => ({ name: o.name, shape: o.shape, ...enc(o.data) })),
     };
+  },
+  // Run the runtime on a given float32 tensor (a latent): outputs as in infer.
+  async run(b64Data, shape) {
+    const bin = atob(b64Data);
+    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+    const outputs = await state.runner.run(new Float32Array(bytes.buffer), shape);
+    return outputs.map((o) => ({ name: o.name, shape: o.shape, dtype: o.data.constructor.name, data: b64(o.data) }));
   },
   async bench(rgbB64, h, w, runs) {
     const bin = atob(rgbB64);

@@ -29,7 +29,8 @@ def need_browser():
 
 @pytest.fixture(scope="session")
 def tiny_bundles(tmp_path_factory, need_browser) -> dict[str, Path]:
-    """``sr`` and ``cls`` bundle folders (ONNX + TFLite, verified by edgekit.convert)."""
+    """``sr``, ``cls`` and ``vd`` (video decoder) bundle folders (ONNX + TFLite, verified by
+    edgekit.convert)."""
     import edgekit
     from edgekit.bundle import read_manifest, write_manifest
 
@@ -43,7 +44,10 @@ def tiny_bundles(tmp_path_factory, need_browser) -> dict[str, Path]:
     m = read_manifest(cls)
     m.preprocess["labels"] = list(tiny_models.LABELS)
     write_manifest(cls, m)
-    return {"sr": sr, "cls": cls}
+    vd = root / "vd"
+    edgekit.convert(tiny_models.tiny_video_decoder(), "onnx,tflite", vd, input_shapes=[tiny_models.LATENT_SHAPE],
+                    task="decode-video", value_range=(-1.0, 1.0), bench_runs=0)
+    return {"sr": sr, "cls": cls, "vd": vd}
 
 
 @pytest.fixture(scope="session")

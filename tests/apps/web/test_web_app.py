@@ -144,6 +144,31 @@ def test_page_matches_edgekit_load(name, backend, tiny_bundles, servers, browser
         page.close()
 
 
+@pytest.mark.numeric
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_video_decoder_page_matches_edgekit_load(backend, tiny_bundles, servers, browser):
+    """decode-video: the page plays decoded latents (no camera) and shows every frame; its output
+    for a given latent is edgekit.load's."""
+    import edgekit
+
+    fmt, label = BACKENDS[backend]
+    page = open_app(browser, servers["vd"].url, f"backend={backend}", frames=3)
+    try:
+        stats = page.evaluate("edgekit.stats()")
+        assert stats["message"] is None and stats["error"] is None and stats["task"] == "decode-video", stats
+        assert label in page.inner_text("#overlay")
+        n, c, t, h, w = tiny_models.LATENT_SHAPE
+        assert page.evaluate("[view.width, view.height]") == [t * 2 * w, 2 * h]  # T frames side by side
+        z = np.random.default_rng(3).standard_normal(tiny_models.LATENT_SHAPE).astype(np.float32)
+        y_page = decode(page.evaluate("([d, s]) => edgekit.run(d, s)", [b64(z), list(z.shape)])[0])
+        with edgekit.load(tiny_bundles["vd"] / f"model.{fmt}", threads=1) as s:
+            y_ref = next(iter(s.run({s.inputs[0].name: z}).values()))
+        assert_close(y_page, y_ref, fp32_bound(tiny_models.tiny_video_decoder(), z), f"{backend} decoder output")
+        assert not page.errors, page.errors
+    finally:
+        page.close()
+
+
 def test_one_frame_in_flight_and_phone_layout(servers, browser):
     """A phone-sized viewport: no horizontal scroll; frames never overlap (each inference starts
     after the previous frame was drawn)."""

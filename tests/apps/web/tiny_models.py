@@ -4,6 +4,7 @@
   input: real arithmetic (a layout or colour slip changes the output), milliseconds per frame.
 - ``TinyClassifier``: conv 3→8 stride 2, ReLU, global mean, linear to five classes, 1x3x32x32,
   normalised with a mean/std (so the page's step 5 matters).
+- ``TinyVideoDecoder``: a 1x4x2x8x8 latent (NCTHW) to two 16x16 RGB frames in [-1, 1].
 """
 
 from __future__ import annotations
@@ -46,3 +47,27 @@ def tiny_sr() -> torch.nn.Module:
 
 def tiny_classifier() -> torch.nn.Module:
     return TinyClassifier().eval()
+
+
+LATENT_SHAPE = (1, 4, 2, 8, 8)  # N, C, T, H, W
+
+
+class TinyVideoDecoder(torch.nn.Module):
+    """A latent ``1x4x2x8x8`` (NCTHW) to two RGB frames ``1x3x2x16x16`` in [-1, 1]: per frame a
+    conv 4→12 and pixel shuffle ×2, then tanh."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = torch.nn.Conv2d(4, 12, 3, padding=1)
+        self.shuffle = torch.nn.PixelShuffle(2)
+
+    def forward(self, z):
+        n, c, t, h, w = z.shape
+        frames = z.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+        y = torch.tanh(self.shuffle(self.conv(frames)))
+        return y.reshape(n, t, 3, 2 * h, 2 * w).permute(0, 2, 1, 3, 4)
+
+
+def tiny_video_decoder() -> torch.nn.Module:
+    return TinyVideoDecoder().eval()
