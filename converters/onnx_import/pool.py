@@ -66,11 +66,44 @@ def _crop(g: Builder, y: Value, out: list[int]) -> Value:
     return g.call(operator.getitem, y, (slice(None), slice(None)) + tuple(slice(0, o) for o in out))
 
 
+def _indices_used(g: Builder) -> bool:
+    return len(g.node.output) > 1 and bool(g.node.output[1]) and bool(g.uses[g.node.output[1]])
+
+
+def _max_pool_with_indices(g: Builder, x: Value, nd: int, k, s, d, begin, end, ceil, out) -> list:
+    """MaxPool's Indices output: ONNX counts into the whole input tensor, row-major
+    (``storage_order=0``) or with the spatial axes column-major (``storage_order=1``, 2-D);
+    PyTorch's indices count within one (n, c) plane, row-major."""
+    order = int(g.attr("storage_order", 0))
+    if order not in (0, 1) or (order == 1 and nd != 2):
+        raise NodeError(f"MaxPool Indices with storage_order={order} on a {nd}-D pool is not supported")
+    if not _fits_torch(k, begin, end):
+        raise NodeError(f"MaxPool Indices with pads={list(begin) + list(end)} (beyond PyTorch's symmetric "
+                        "padding) is not supported")
+    y, idx = g.call(_MAX[nd], x, k, s, begin, d, ceil, True)
+    if list(y.shape[2:]) != list(out):
+        raise NodeError(f"MaxPool Indices with ceil_mode={int(ceil)} here (PyTorch keeps a window ONNX drops) "
+                        "is not supported")
+    plane = 1
+    for n in x.shape[2:]:
+        plane *= n
+    if order == 1:
+        h, w = x.shape[2], x.shape[3]
+        idx = g.call(operator.add, g.call(operator.mul, g.call(operator.mod, idx, w), h),
+                     g.call(operator.floordiv, idx, w))
+    base = torch.arange(x.shape[0] * x.shape[1], dtype=torch.int64).reshape(
+        (x.shape[0], x.shape[1]) + (1,) * nd) * plane
+    return [y, g.call(operator.add, idx, Const(base, f"{g.node.output[1]}_base"))]
+
+
 @op("MaxPool")
-def max_pool(g: Builder, x: Value) -> Value:
+def max_pool(g: Builder, x: Value) -> Value | list:
     nd, k, s, d, begin, end, ceil, out = _geometry(g, x)
-    if int(g.attr("storage_order", 0)) and len(g.node.output) > 1 and g.node.output[1]:
-        raise NodeError("MaxPool indices with storage_order=1 are not supported")
+    order = int(g.attr("storage_order", 0))
+    if _indices_used(g):
+        return _max_pool_with_indices(g, x, nd, k, s, d, begin, end, ceil, out)
+    if order not in (0, 1):
+        raise NodeError(f"storage_order={order} is not an ONNX value")
     if _fits_torch(k, begin, end):
         y = g.call(_MAX[nd], x, k, s, begin, d, ceil)
         if list(y.shape[2:]) == out:
@@ -83,9 +116,9 @@ def max_pool(g: Builder, x: Value) -> Value:
 @op("AveragePool")
 def avg_pool(g: Builder, x: Value) -> Value:
     nd, k, s, d, begin, end, ceil, out = _geometry(g, x)
-    if any(v != 1 for v in d):
-        raise NodeError(f"AveragePool with dilations={d} is not supported (PyTorch's average pooling has none)")
     include = bool(g.attr("count_include_pad", 0))
+    if any(v != 1 for v in d):
+        return _dilated_avg_pool(g, x, nd, k, s, d, begin, end, out, include)
     if _fits_torch(k, begin, end):
         y = g.call(_AVG[nd], x, k, s, begin, ceil, include)
         if list(y.shape[2:]) == out:
@@ -104,6 +137,28 @@ def avg_pool(g: Builder, x: Value) -> Value:
         return y
     factor = factor.reshape((1, 1) + tuple(out)).to(x.dtype)
     return g.call(operator.mul, y, Const(factor, f"{g.node.output[0]}_divisor"))
+
+
+def _dilated_avg_pool(g: Builder, x: Value, nd: int, k, s, d, begin, end, out, include: bool) -> Value:
+    """PyTorch's average pooling has no dilations: a depthwise convolution with a dilated kernel
+    of ones sums each window, and a constant map divides by its number of taps inside the input
+    (or inside the padded input, ``count_include_pad``)."""
+    if not x.dtype.is_floating_point:
+        raise NodeError(f"AveragePool with dilations={d} on {x.dtype} is not supported")
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+    c = x.shape[1]
+    xp = _explicit(g, x, k, s, d, begin, end, out, 0.0)
+    ones = Const(torch.ones((c, 1) + tuple(k), dtype=x.dtype), f"{g.node.output[0]}_window")
+    y = _crop(g, g.call(conv, xp, ones, None, s, 0, d, c), out)
+    inv = torch.ones((), dtype=torch.float64)
+    for i in range(nd):
+        n = x.shape[2 + i]
+        lo, hi = (-begin[i], n + end[i]) if include else (0, n)
+        counts = torch.tensor([sum(1 for j in range(k[i]) if lo <= o * s[i] - begin[i] + j * d[i] < hi)
+                               for o in range(out[i])], dtype=torch.float64)
+        inv = inv.unsqueeze(-1) * (1.0 / counts.clamp(min=1))
+    inv = inv.reshape((1, 1) + tuple(out)).to(x.dtype)
+    return g.call(operator.mul, y, Const(inv, f"{g.node.output[0]}_divisor"))
 
 
 @op("GlobalAveragePool")

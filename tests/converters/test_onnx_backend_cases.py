@@ -224,3 +224,50 @@ def test_antialiased_resize_matches_onnxruntime(mode: str, exclude: int, coord: 
     ep = torch.export.export(imp.module, (xt,))
     with torch.no_grad():
         np.testing.assert_array_equal(ep.module()(xt).numpy(), got)
+
+
+# ---------------------------------------------------------------------------- pooling the cases found refused
+
+
+def _ort_run(model: onnx.ModelProto, feeds: dict) -> list:
+    ort = pytest.importorskip("onnxruntime")
+    from numeric import THREADS
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _pool_model(op_type: str, x: np.ndarray, outputs: list[str], **attrs) -> onnx.ModelProto:
+    node = oh.make_node(op_type, ["x"], outputs, name="p", **attrs)
+    outs = [oh.make_tensor_value_info(o, TP.FLOAT if i == 0 else TP.INT64, None) for i, o in enumerate(outputs)]
+    g = oh.make_graph([node], "g", [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))], outs)
+    return oh.make_model(g, opset_imports=[oh.make_opsetid("", 19)], ir_version=9)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_max_pool_indices_match_onnxruntime(order: int) -> None:
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 9)).astype(np.float32)
+    model = _pool_model("MaxPool", x, ["y", "i"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 0],
+                        storage_order=order)
+    y_want, i_want = _ort_run(model, {"x": x})
+    with torch.no_grad():
+        y, i = import_onnx(model).module(torch.from_numpy(x))
+    np.testing.assert_array_equal(y.numpy(), y_want)
+    np.testing.assert_array_equal(i.numpy(), i_want)
+
+
+@pytest.mark.parametrize("ceil", [0, 1])
+@pytest.mark.parametrize("include", [0, 1])
+def test_dilated_average_pool_matches_onnxruntime(ceil: int, include: int) -> None:
+    from numeric import assert_close, fp32_bound
+
+    x = np.random.default_rng(1).standard_normal((1, 2, 11, 10)).astype(np.float32)
+    model = _pool_model("AveragePool", x, ["y"], kernel_shape=[3, 2], strides=[2, 3], dilations=[2, 3],
+                        pads=[2, 1, 1, 1], ceil_mode=ceil, count_include_pad=include)
+    (want,) = _ort_run(model, {"x": x})
+    imp = import_onnx(model)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        got = imp.module(xt).numpy()
+    assert_close(got, want, fp32_bound(imp.module, xt), f"dilated AveragePool ceil={ceil} include={include}")
