@@ -237,11 +237,7 @@ def run_case(case: Case) -> Result:
                 if problem is None:
                     return Result(case.name, "refused", str(e).splitlines()[0])
                 return Result(case.name, "error", problem)
-            try:
-                m64 = copy.deepcopy(imp.module).double()
-            except Exception:  # noqa: BLE001
-                m64 = None
-            imported[key] = (imp, m64)
+            imported[key] = [imp, None]
         imp, m64 = imported[key]
         xs = [torch.from_numpy(np.array(a, copy=True)) for a in feeds]
         try:
@@ -250,9 +246,11 @@ def run_case(case: Case) -> Result:
         except Exception as e:  # noqa: BLE001
             return Result(case.name, "error", f"data set {k}: the module failed: {type(e).__name__}: {e}")
         got64 = None
-        if any(g.dtype.kind == "f" for g in got) and m64 is not None:
+        if any(g.dtype.kind == "f" for g in got):
             x64 = [x.double() if x.is_floating_point() else x for x in xs]
             try:
+                if m64 is None:
+                    m64 = imported[key][1] = copy.deepcopy(imp.module).double()
                 with torch.no_grad():
                     got64 = [o.numpy() for o in _outputs(m64(*x64))]
             except Exception:  # noqa: BLE001
