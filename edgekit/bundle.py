@@ -240,16 +240,19 @@ def _tensor_rule(t: dict) -> tuple[str, str] | None:
 
 def _compiled_by_schema():
     """An artifact an NPU compiler made (``edgekit compile``): which compiler, for which system."""
-    from edgekit.schema import Obj, Opt, Str
+    from edgekit.schema import Obj, OneOf, Opt, Str
 
-    return Obj({"vela!": Str(nonempty=True, max_len=64), "accelerator!": Str(nonempty=True, max_len=64),
+    vela = Obj({"vela!": Str(nonempty=True, max_len=64), "accelerator!": Str(nonempty=True, max_len=64),
                 "system_config": Str(max_len=256), "memory_mode": Str(max_len=256), "config_file": Str(max_len=256),
                 "source": Str(max_len=1024), "source_sha256": Opt(Str(max_len=64))})
+    rknn = Obj({"rknn-toolkit2!": Str(nonempty=True, max_len=64), "platform!": Str(nonempty=True, max_len=64),
+                "source": Str(max_len=1024), "source_sha256": Opt(Str(max_len=64))})
+    return OneOf([vela, rknn], "Vela's or rknn-toolkit2's record")
 
 
 def _npu_schema():
-    """What the NPU compiler reported for a compiled artifact (see :mod:`edgekit.vela`)."""
-    from edgekit.schema import Int, List, Map, Num, Obj, OneOf, Opt, Str
+    """What the NPU compiler reported for a compiled artifact (:mod:`edgekit.vela`, :mod:`edgekit.rknn`)."""
+    from edgekit.schema import Any_, Int, List, Map, Obj, OneOf, Opt, Str
 
     count = Int(min=0)
     cycles = OneOf([count, Map(count)], "a cycle count, or cycle counts by op type")
@@ -260,8 +263,24 @@ def _npu_schema():
     ops = Obj({"total!": count, "npu!": count, "cpu!": count, "npu_by_type": Map(count), "cpu_by_type": Map(count),
                "cpu_ops": List(cpu_op, max_len=100_000), "npu_ops": List(npu_op, max_len=100_000),
                "vela_counts": Map(count)})
+    compiler = Obj({"name!": Str(max_len=64), "version!": Opt(Str(max_len=64))})
+    rknn_op = Obj({"index!": count, "op!": Str(max_len=128), "dtype": Str(max_len=32), "on": Str(choices=("npu", "cpu")),
+                   "cycles_ddr_npu_total": Opt(List(count, max_len=3)), "name": Str(max_len=4096)})
+    rknn = Obj({
+        "compiler!": compiler, "platform!": Str(nonempty=True, max_len=64), "python": Str(max_len=4096),
+        "source": Str(max_len=1024), "opset": Map(count),
+        "ops!": Obj({"total!": count, "npu!": count, "cpu!": count, "cpu_ops": List(Map(Any_()), max_len=100_000),
+                     "table": List(rknn_op, max_len=100_000)}),
+        "agreement": Map(Any_()), "notes": List(Str()),
+    })
+    return OneOf([_vela_npu(compiler, count, cycles, ops), rknn], "Vela's or rknn-toolkit2's report")
+
+
+def _vela_npu(compiler, count, cycles, ops):
+    from edgekit.schema import List, Map, Num, Obj, Opt, Str
+
     return Obj({
-        "compiler": Obj({"name!": Str(max_len=64), "version!": Str(max_len=64)}),
+        "compiler": compiler,
         "accelerator!": Str(nonempty=True, max_len=64), "system_config": Str(max_len=256),
         "memory_mode": Str(max_len=256), "config_file": Str(max_len=256), "core_clock_hz": Num(min=0),
         "ops!": ops, "macs": count, "cycles": Map(cycles), "inference_time_s": Num(min=0),
@@ -279,7 +298,7 @@ def _manifest_schema():
     qparams = Obj({"scale!": Num(positive=True), "zero_point!": Int(min=-(2**31), max=2**31 - 1),
                    "dtype": Str(choices=("int8", "uint8", "int16", "uint16", "int32"))})
     artifact = Obj({
-        "path!": Str(nonempty=True, max_len=1024), "format!": Str(choices=tuple(FORMATS) + ("null",)),
+        "path!": Str(nonempty=True, max_len=1024), "format!": Str(choices=tuple(FORMATS) + ("null", "rknn")),
         "inputs": List(tensor, max_len=4096), "outputs": List(tensor, max_len=4096), "target": Opt(Str()),
         "precision": Str(choices=("fp32", "fp16", "int8")), "passes": List(Str()),
         "verification": Map(Any_()), "lint": Map(Any_()), "size_bytes": Opt(Int(min=0)),

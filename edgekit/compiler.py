@@ -66,7 +66,7 @@ class CompileResult:
 
 def compile(model: str | os.PathLike, target: str, *, system_config: str | None = None,
             memory_mode: str | None = None, out: str | os.PathLike | None = None,
-            force: bool = False) -> CompileResult:
+            force: bool = False, rknn_python: str | os.PathLike | None = None) -> CompileResult:
     """Compile ``model`` (a ``.tflite`` file or a bundle folder with an int8 TFLite artifact) for
     the Ethos-U ``target`` (``ethos-u55-128``, ``ethos-u55-256``, ``ethos-u65-256``,
     ``ethos-u85-256``, or any other of Vela's accelerator configurations) and record the result
@@ -74,17 +74,28 @@ def compile(model: str | os.PathLike, target: str, *, system_config: str | None 
     ``Arm/vela.ini`` (default: Vela's own for the accelerator family). ``force``: ``out`` may hold
     an edgekit bundle to replace.
 
+    A Rockchip ``target`` (``rk3588``, ...: :data:`edgekit.rknn.PLATFORMS`) compiles the bundle's
+    fp32 ONNX with rknn-toolkit2 in the interpreter ``rknn_python`` (or ``$EDGEKIT_RKNN_PYTHON``),
+    into the bundle (:func:`edgekit.rknn.compile_rknn`).
+
     Raises :class:`UsageError` (unknown accelerator or configuration, a non-TFLite file),
     :class:`EdgekitError` for a float model (with the command that makes an int8 one) or when
     Vela fails, :class:`~edgekit.errors.MissingDependency` without Vela.
     """
     from edgekit._fs import existing, same_file
     from edgekit.bundle import is_bundle, read_manifest
+    from edgekit.rknn import PLATFORMS as ROCKCHIP
     from edgekit.vela import ACCELERATORS, require_vela, resolve_system
 
+    if target in ROCKCHIP:
+        return _compile_rknn(model, target, out=out, system_config=system_config, memory_mode=memory_mode,
+                             python=rknn_python)
+    if rknn_python is not None:
+        raise UsageError("--rknn-python is for Rockchip targets", hint=f"one of {', '.join(ROCKCHIP)}")
     if target not in ACCELERATORS:
-        raise UsageError(f"unknown Ethos-U accelerator '{target}'",
-                         hint=f"one of {', '.join(ACCELERATORS)} (Vela's --accelerator-config)")
+        raise UsageError(f"unknown NPU target '{target}'",
+                         hint=f"an Ethos-U ({', '.join(ACCELERATORS)}: Vela's --accelerator-config) or a Rockchip "
+                              f"NPU ({', '.join(ROCKCHIP)})")
     src = existing(Path(model))
     folder = src if is_bundle(src) else None
     if folder is None and src.is_dir():
@@ -119,6 +130,30 @@ def compile(model: str | os.PathLike, target: str, *, system_config: str | None 
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class _Record:
+    """A compiler's report already in its manifest form (rknn-toolkit2's)."""
+
+    record: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record
+
+
+def _compile_rknn(model: str | os.PathLike, platform: str, *, out: Any, system_config: Any, memory_mode: Any,
+                  python: Any) -> CompileResult:
+    from edgekit.bundle import Artifact
+    from edgekit.rknn import compile_rknn
+
+    if out is not None or system_config is not None or memory_mode is not None:
+        raise UsageError("--out, --system-config and --memory-mode are for Ethos-U targets",
+                         hint=f"edgekit compile BUNDLE --target {platform} writes into the bundle")
+    artifact = Artifact.from_dict(compile_rknn(model, platform, python=python))
+    folder = Path(model)
+    return CompileResult(_Record(artifact.extra["npu"]), folder / artifact.extra["compiled_by"]["source"],
+                         bundle=folder, artifact=artifact)
 
 
 def compile_into(folder: Path, manifest: Any, target: str, *, system_config: str | None = None,
@@ -311,6 +346,11 @@ def _write_new_bundle(result: CompileResult, out: Path, force: bool, folder: Pat
 def describe(npu: dict[str, Any]) -> list[str]:
     """Human lines for a compiled artifact's ``npu`` record (``edgekit compile``, ``edgekit inspect``)."""
     from edgekit._fmt import human_size
+
+    if (npu.get("compiler") or {}).get("name") == "rknn-toolkit2":
+        from edgekit.rknn import describe as describe_rknn
+
+        return describe_rknn(npu)
 
     ops = npu.get("ops") or {}
     cyc = npu.get("cycles") or {}

@@ -96,6 +96,9 @@ def inspect_bundle(folder: str | os.PathLike, placement: bool = True) -> dict[st
         compiled = "compiled_by" in a.extra  # an NPU compiler's output (edgekit compile): runs only on the NPU
         if compiled:
             entry["compiled_by"], entry["npu"] = a.extra["compiled_by"], a.extra.get("npu")
+        if a.format == "rknn":  # rknn-toolkit2's own container: its report is in the manifest (entry["npu"])
+            artifacts.append(entry)
+            continue
         try:
             file = contained_path(folder, a.path, folder / MANIFEST_NAME, "artifact path")
             info = inspect_model(file, placement=placement and not compiled)

@@ -198,3 +198,79 @@ def agreement(references: list[list[np.ndarray]], outputs: list[list[np.ndarray]
                  else f"cosine >= {COSINE}")
     return {"status": "failed" if failures else "passed", "criterion": criterion + " against onnxruntime (float32)",
             "cases": cases, "failures": failures}
+
+
+def compiled_name(platform: str) -> str:
+    return f"model_{platform}.rknn"
+
+
+def compile_rknn(bundle: str | os.PathLike, platform: str, *, python: str | os.PathLike | None = None) -> dict[str, Any]:
+    """:func:`rknn_check` a bundle, then keep the ``.rknn`` in it as an artifact of its own
+    (``format: "rknn"``, ``target`` the platform, ``precision`` fp16, ``compiled_by`` the toolkit
+    and its source, ``npu`` the report) with the simulator's agreement as its verification; under
+    the bundle's lock, never over a file edgekit did not write. Returns the manifest entry."""
+    from edgekit._fs import atomic_path, existing, folder_lock
+    from edgekit.bundle import MANIFEST_NAME, Artifact, is_bundle, read_manifest, sha256_file, write_manifest
+
+    folder = existing(Path(bundle))
+    if not is_bundle(folder):
+        raise UsageError(f"rknn-toolkit2 compiles a bundle's ONNX artifact; this is not a folder with {MANIFEST_NAME}",
+                         where=folder, hint="convert first: edgekit convert SOURCE --to onnx --out DIR")
+    name = compiled_name(platform)
+    source = next((a for a in read_manifest(folder).artifacts if a.format == "onnx" and a.precision == "fp32"
+                   and "compiled_by" not in a.extra), None)
+    source_sha = sha256_file(folder / source.path) if source is not None else None
+    with tempfile.TemporaryDirectory(prefix="edgekit-rknn-out-") as tmp:
+        built = Path(tmp) / name
+        report = rknn_check(folder, platform, python=python, rknn_out=built)
+        report.pop("rknn", None)
+        with folder_lock(folder):
+            manifest = read_manifest(folder)  # again, under the lock: what is there now
+            dest = folder / name
+            owner = next((a for a in manifest.artifacts if a.path == name), None)
+            if os.path.lexists(dest) and (owner is None or "compiled_by" not in owner.extra):
+                raise UsageError(f"holds {name}, which is not a compiled artifact edgekit recorded", where=folder,
+                                 hint="move that file away and run edgekit compile again")
+            src = next((a for a in manifest.artifacts if a.path == report["source"]), None)
+            if src is None or sha256_file(folder / src.path) != source_sha:
+                raise EdgekitError(f"{report['source']} changed while rknn-toolkit2 compiled it; nothing was written",
+                                   where=folder, hint="run edgekit compile again")
+            with atomic_path(dest) as part:
+                part.write_bytes(built.read_bytes())
+            version = report["compiler"]["version"] or "?"
+            ag = report["agreement"]
+            verification = {"status": ag["status"], "how": "rknn-toolkit2's NPU simulator against onnxruntime on "
+                            f"{src.path}: {ag['criterion']}", "cases": len(ag["cases"])}
+            if ag["failures"]:
+                verification["reason"] = ag["failures"][0]
+            art = Artifact(path=name, format="rknn", inputs=list(src.inputs), outputs=list(src.outputs), target=platform,
+                           precision="fp16", passes=[f"rknn-toolkit2 {version}"], verification=verification,
+                           size_bytes=dest.stat().st_size, sha256=sha256_file(dest),
+                           extra={"compiled_by": {"rknn-toolkit2": version, "platform": platform, "source": src.path,
+                                                  "source_sha256": source_sha},
+                                  "npu": report})
+            manifest.artifacts = [a for a in manifest.artifacts if a.path != name] + [art]
+            manifest.tools["rknn-toolkit2"] = version
+            write_manifest(folder, manifest)
+    return art.to_dict()
+
+
+def describe(npu: dict[str, Any]) -> list[str]:
+    """Human lines for an rknn artifact's ``npu`` record (``edgekit compile``, ``edgekit inspect``)."""
+    ops, ag = npu.get("ops") or {}, npu.get("agreement") or {}
+    comp = npu.get("compiler") or {}
+    total = ops.get("total") or 0
+    lines = [f"rknn-toolkit2 {comp.get('version', '?')} · {npu.get('platform')} · float16",
+             f"ops: {ops.get('npu', 0)} of {total} on the NPU" + (f" ({100 * ops.get('npu', 0) / total:.0f}%)" if total
+                                                                  else "") + f", {ops.get('cpu', 0)} on the CPU"]
+    for c in ops.get("cpu_ops") or []:
+        lines.append(f"  CPU {c.get('op')} #{c.get('index')} ({c.get('name')})")
+    cycles = [o["cycles_ddr_npu_total"][2] for o in ops.get("table") or [] if o.get("cycles_ddr_npu_total")]
+    if cycles:
+        lines.append(f"estimated cycles (the toolkit's table): {sum(cycles) / 1e6:.2f} M")
+    worst = min((c.get("psnr_db", c.get("cosine")) for c in ag.get("cases") or []), default=None)
+    lines.append(f"simulator vs onnxruntime: {ag.get('status')} ({ag.get('criterion')})"
+                 + (f"; worst case {worst}" if worst is not None else ""))
+    lines += [f"  {f}" for f in ag.get("failures") or []]
+    lines += [f"note: {n}" for n in npu.get("notes") or []]
+    return lines

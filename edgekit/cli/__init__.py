@@ -46,7 +46,7 @@ _METAVARS = {"out": "DIR", "output": "FILE", "input": "FILE", "record": "OUT.mp4
              "weights": "FILE", "target": "NAME", "threads": "N", "runs": "N", "warmup": "N", "frames": "N",
              "bench_runs": "N", "seed": "N", "to": "FORMATS", "passes": "IDS", "skip_pass": "ID",
              "input_shape": "SHAPE", "precision": "fp32|fp16|int8", "input_layout": "NCHW|NHWC",
-             "system_config": "NAME", "memory_mode": "NAME", "compile_for": "ACCELERATOR",
+             "system_config": "NAME", "memory_mode": "NAME", "compile_for": "ACCELERATOR", "rknn_python": "PATH",
              "backend": "NAME", "accelerator": "NAME", "task": "TASK", "mean": "M,M,M", "std": "S,S,S"}
 
 

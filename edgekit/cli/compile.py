@@ -20,8 +20,10 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def compile_(
         model: Path = typer.Argument(..., help="An int8 .tflite file, or a bundle folder with an int8 TFLite artifact."),
-        target: str = typer.Option(..., "--target", "-t", help="The Ethos-U: ethos-u55-128, ethos-u55-256, "
-                                   "ethos-u65-256, ethos-u85-256 (or another of Vela's accelerator configurations)."),
+        target: str = typer.Option(..., "--target", "-t", help="The NPU. Ethos-U (Vela): ethos-u55-128, "
+                                   "ethos-u55-256, ethos-u65-256, ethos-u85-256 (or another of Vela's accelerator "
+                                   "configurations). Rockchip (rknn-toolkit2, a bundle's ONNX): rk3588, rk3576, rk3568, "
+                                   "rk3566, rk3562."),
         system_config: Optional[str] = typer.Option(None, "--system-config", help="A system configuration of "
                                                     "Vela's Arm/vela.ini (default: Vela's for the accelerator)."),
         memory_mode: Optional[str] = typer.Option(None, "--memory-mode", help="A memory mode of Vela's Arm/vela.ini "
@@ -29,16 +31,21 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write a new bundle here (default: into the "
                                            "bundle given; a bare .tflite is only reported)."),
         force: bool = typer.Option(False, "--force", help="Replace an edgekit bundle at --out."),
+        rknn_python: Optional[Path] = typer.Option(None, "--rknn-python", help="Rockchip targets: the Python that "
+                                                   "has rknn-toolkit2 (default: $EDGEKIT_RKNN_PYTHON; see edgekit doctor)."),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
-        """Compile an int8 model for an Arm Ethos-U NPU with Vela; record ops, cycles and memory.
+        """Compile for an NPU with its vendor's compiler; record ops, cycles, memory and agreement.
+
+        Arm Ethos-U: an int8 model, with Vela. Rockchip: a bundle's ONNX, with rknn-toolkit2 in its
+        own interpreter, verified on the toolkit's simulator.
 
         Example: edgekit compile sr/ --target ethos-u55-256
         """
         from edgekit.compiler import compile as run_compile, describe
 
         result = run_compile(model, target, system_config=system_config, memory_mode=memory_mode, out=out,
-                             force=force)
+                             force=force, rknn_python=rknn_python)
         if json_out:
             print_json(result.to_dict())
             return

@@ -11,7 +11,8 @@ from edgekit._fmt import human_size
 
 from edgekit.cli._common import handle_errors, out_console, print_json
 
-_FORMAT_NAMES = {"onnx": "ONNX", "ort": "ONNX Runtime (.ort)", "tflite": "TFLite / LiteRT", "coreml": "Core ML"}
+_FORMAT_NAMES = {"onnx": "ONNX", "ort": "ONNX Runtime (.ort)", "tflite": "TFLite / LiteRT", "coreml": "Core ML",
+                 "rknn": "RKNN (Rockchip NPU)"}
 
 
 def register(app: typer.Typer) -> None:
@@ -191,7 +192,8 @@ def render_bundle(info: dict[str, Any]) -> None:
         if "error" in a:
             con.print(f"[red]cannot read:[/] {a['error']}")
             continue
-        render_model(a["inspect"], heading=False)
+        if "inspect" in a:
+            render_model(a["inspect"], heading=False)
         if a.get("passes"):
             con.print(f"[bold]Passes[/]  {', '.join(a['passes'])}")
         if a.get("npu"):

@@ -198,3 +198,54 @@ def test_agreement_names_float16_underflow():
     ref = np.linspace(1e-9, 5e-9, 10, dtype=np.float32).reshape(1, 10)  # an untrained classifier's tiny logits
     r = rknn.agreement([[ref]], [[np.zeros_like(ref)]], "classify", ["photo"])
     assert r["status"] == "failed" and "below float16's smallest normal" in r["failures"][0]
+
+
+def _invoke(*args):
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_compile_rknn_into_the_bundle(sr_bundle, fake_interpreter, tmp_path, monkeypatch):
+    """edgekit compile BUNDLE --target rk3588: the .rknn kept as an artifact the runtime never picks,
+    its report in the manifest, shown by inspect, replaced by a second compile; foreign files refused."""
+    import json
+    import shutil
+
+    import edgekit
+    from edgekit.bundle import read_manifest
+
+    monkeypatch.delenv("FAKE_RKNN_FAIL", raising=False)
+    monkeypatch.delenv("FAKE_RKNN_WRONG", raising=False)
+    bundle = tmp_path / "b"
+    shutil.copytree(sr_bundle, bundle)
+    r = _invoke("compile", bundle, "--target", "rk3588", "--rknn-python", fake_interpreter)
+    assert r.exit_code == 0, r.output
+    assert "3 of 3 on the NPU (100%)" in r.output and "simulator vs onnxruntime: passed" in r.output
+    art = read_manifest(bundle).artifact_for("rknn")
+    assert art.path == "model_rk3588.rknn" and art.target == "rk3588" and art.precision == "fp16"
+    assert art.verification["status"] == "passed" and art.extra["compiled_by"]["rknn-toolkit2"] == "0.0.1"
+    assert (bundle / art.path).read_bytes() == b"RKNN fake"
+    assert edgekit.load(bundle).info.path.name == "model.onnx"  # the host never runs the NPU file
+
+    shown = _invoke("inspect", bundle, "--json")
+    assert shown.exit_code == 0, shown.output
+    entry = next(a for a in json.loads(shown.stdout)["artifacts"] if a["path"] == art.path)
+    assert entry["npu"]["ops"]["npu"] == 3 and "error" not in entry
+
+    again = _invoke("compile", bundle, "--target", "rk3588", "--rknn-python", fake_interpreter, "--json")
+    assert again.exit_code == 0, again.output
+    assert [a.path for a in read_manifest(bundle).artifacts].count(art.path) == 1
+
+    (bundle / "model_rk3576.rknn").write_bytes(b"the user's own file")
+    refused = _invoke("compile", bundle, "--target", "rk3576", "--rknn-python", fake_interpreter)
+    assert refused.exit_code == 2 and "not a compiled artifact edgekit recorded" in refused.output
+    assert (bundle / "model_rk3576.rknn").read_bytes() == b"the user's own file"
+
+    for args, words in ((("--out", tmp_path / "o"), "are for Ethos-U targets"),
+                        ((), "EDGEKIT_RKNN_PYTHON")):
+        monkeypatch.delenv("EDGEKIT_RKNN_PYTHON", raising=False)
+        bad = _invoke("compile", bundle, "--target", "rk3588", *args)
+        assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output

@@ -66,6 +66,14 @@ def test_every_pass_file_is_registered():
     assert files == set(PASSES), (files - set(PASSES), set(PASSES) - files)
 
 
+def test_docs_table_lists_every_pass_in_registry_order():
+    """The unknown-pass error sends users to docs/passes.md's table: it must hold every id, in order."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "passes.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Every pass"):].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \| (program|tflite) \|", section, flags=re.M)
+    assert rows == [(pid, spec.stage) for pid, spec in PASSES.items()]
+
+
 @pytest.mark.parametrize("pass_id", IDS)
 def test_docstring_shows_before_and_after(pass_id):
     source = Path(importlib.import_module(module_name(pass_id)).__file__).read_text(encoding="utf-8")
