@@ -14,8 +14,9 @@ otherwise — following the spec and ONNX Runtime's float32 arithmetic, then:
    ``F.linear`` per axis for linear/cubic. Exact, if slower on an accelerator.
 
 Antialiased downscaling (``antialias=1``, opset 18) stretches the linear or cubic kernel by
-1/scale (:func:`antialias_matrix`) and always takes the second form. ``tf_crop_and_resize`` is
-refused with a clear error.
+1/scale (:func:`antialias_matrix`) and always takes the second form. ``tf_crop_and_resize``
+takes it too: the ``roi`` box spreads the output over part of the input (:func:`crop_coords`),
+and outputs falling outside the input take ``extrapolation_value``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,17 @@ def source_coords(mode: str, n_in: int, n_out: int, scale: float) -> np.ndarray:
         return o / s
     if mode == "tf_half_pixel_for_nn":
         return (o + f32(0.5)) / s
-    raise NodeError(f"coordinate_transformation_mode={mode!r} is not supported",
-                    hint="tf_crop_and_resize is outside edgekit's importer; export the PyTorch model instead")
+    raise NodeError(f"coordinate_transformation_mode={mode!r} is not an ONNX value")
+
+
+def crop_coords(n_in: int, n_out: int, start: float, end: float) -> np.ndarray:
+    """``tf_crop_and_resize``: output indices spread over the box [start, end] (fractions of the
+    input's extent, float32 like ORT)."""
+    o = np.arange(n_out, dtype=f32)
+    a, b, m = f32(start), f32(end), f32(n_in - 1)
+    if n_out > 1:
+        return a * m + (o * (b - a) * m) / f32(n_out - 1)
+    return np.full(n_out, f32(0.5) * (a + b) * m, dtype=f32)
 
 
 def nearest_index(x: np.ndarray, mode: str, n_in: int, scale: float) -> np.ndarray:
@@ -187,18 +197,28 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 def emit_resize(g: Builder, x: Value, out: list[int], scales: list[float], given_scales: bool,
                 mode: str, coord: str, nearest_mode: str, cubic_a: float, exclude_outside: bool,
-                antialias: bool = False) -> Value:
+                antialias: bool = False, roi: list[tuple[float, float]] | None = None,
+                extrapolation: float = 0.0) -> Value:
     rank = x.rank
     if mode not in ("nearest", "linear", "cubic"):
         raise NodeError(f"Resize mode {mode!r} is not an ONNX value")
     # The ONNX mapping per axis (None: the axis is left as it is).
     maps: list[np.ndarray | None] = []
+    crop = coord == "tf_crop_and_resize"
+    outside = np.zeros(out, dtype=bool)  # tf_crop_and_resize: outputs outside the input
     for ax in range(rank):
         n_in, n_out, s = x.shape[ax], out[ax], scales[ax]
-        if n_out == n_in and s == 1:
+        box = roi[ax] if crop and roi is not None else (0.0, 1.0)
+        if n_out == n_in and s == 1 and box == (0.0, 1.0):
             maps.append(None)
             continue
-        src = source_coords(coord, n_in, n_out, s)
+        if crop:
+            src = crop_coords(n_in, n_out, *box)
+            shape = [1] * rank
+            shape[ax] = n_out
+            outside |= ((src < 0) | (src > f32(n_in - 1))).reshape(shape)
+        else:
+            src = source_coords(coord, n_in, n_out, s)
         if mode == "nearest":
             maps.append(nearest_index(src, nearest_mode, n_in, s))
         elif antialias and s < 1:
@@ -215,7 +235,7 @@ def emit_resize(g: Builder, x: Value, out: list[int], scales: list[float], given
     # 1. One F.interpolate call when it computes the same mapping on every axis (antialiased
     # downscaling always takes the matrices: PyTorch's antialias kernels do not export everywhere).
     downscaled = any(out[ax] < x.shape[ax] for ax in range(rank))
-    if not (antialias and downscaled and mode != "nearest") and 3 <= rank <= 5 and all(m is None for m in maps[:2]) and any(m is not None for m in maps):
+    if not crop and not (antialias and downscaled and mode != "nearest") and 3 <= rank <= 5 and all(m is None for m in maps[:2]) and any(m is not None for m in maps):
         if mode == "nearest":
             kinds = [("nearest", None), ("nearest-exact", None)]
         elif mode == "linear":
@@ -256,6 +276,9 @@ def emit_resize(g: Builder, x: Value, out: list[int], scales: list[float], given
             moved = g.call(torch.movedim, y, ax, -1) if ax != rank - 1 else y
             moved = g.call(F.linear, moved, w)
             y = g.call(torch.movedim, moved, -1, ax) if ax != rank - 1 else moved
+    if outside.any():
+        y = g.method("masked_fill", y, Const(torch.from_numpy(outside), f"{g.node.output[0]}_outside"),
+                     float(extrapolation))
     return y
 
 
@@ -269,8 +292,6 @@ def _float_list(g: Builder, v: Value | None, what: str) -> list[float] | None:
 def resize(g: Builder, x: Value, *rest: Value | None) -> Value:
     rest = tuple(rest) + (None,) * 3
     mode = g.attr("mode", "nearest")
-    # Used by tf_crop_and_resize only (refused below): samples outside the crop box.
-    g.attr("extrapolation_value", 0.0)
     if g.opset < 11:
         scales, sizes = _float_list(g, rest[0], "scales"), None
         coord, nearest_mode = "asymmetric", "simple"
@@ -308,18 +329,29 @@ def resize(g: Builder, x: Value, *rest: Value | None) -> Value:
                 raise NodeError(f"scale {s} is not positive")
             full_scales[a] = s
             out[a] = int(f32(s) * f32(x.shape[a]))
-    if coord == "align_corners" and scales is not None:
+    roi = None
+    if coord == "tf_crop_and_resize":
+        if rest[0] is None or int(np.prod(rest[0].shape)) == 0:
+            raise NodeError("coordinate_transformation_mode='tf_crop_and_resize' needs the 'roi' input (the crop box)")
+        box = g.floats(rest[0], "roi")
+        if len(box) != 2 * len(axes):
+            raise NodeError(f"roi has {len(box)} values; tf_crop_and_resize over {len(axes)} axes needs {2 * len(axes)}")
+        roi = [(0.0, 1.0)] * rank
+        for i, a in enumerate(axes):
+            roi[a] = (box[i], box[len(axes) + i])
+    if coord in ("align_corners", "tf_crop_and_resize") and scales is not None:
         for a, sc in zip(axes, scales):
             if f32(sc) * f32(x.shape[a]) != out[a]:
                 # The spec maps with the output length in*scale, ONNX Runtime with the whole output
                 # size: the two disagree when in*scale is not whole, so neither is guessed.
-                raise NodeError(f"coordinate_transformation_mode='align_corners' with scale {sc:g} on an axis of "
+                raise NodeError(f"coordinate_transformation_mode={coord!r} with scale {sc:g} on an axis of "
                                 f"{x.shape[a]} (output size {f32(sc) * f32(x.shape[a]):g} is not whole) is not "
                                 "supported: ONNX's reference and ONNX Runtime map it differently",
                                 hint="give the Resize sizes instead of scales")
     antialias = bool(int(g.attr("antialias", 0)))
     return emit_resize(g, x, out, full_scales, scales is not None, mode, coord, nearest_mode,
-                       float(g.attr("cubic_coeff_a", -0.75)), bool(g.attr("exclude_outside", 0)), antialias)
+                       float(g.attr("cubic_coeff_a", -0.75)), bool(g.attr("exclude_outside", 0)), antialias,
+                       roi, float(g.attr("extrapolation_value", 0.0)))
 
 
 @op("Upsample")

@@ -305,3 +305,27 @@ def test_resize_modes_match_onnxruntime(mode: str, coord: str, nearest: str, how
     with torch.no_grad():
         got = imp.module(xt).numpy()
     assert_close(got, want, fp32_bound(imp.module, xt), f"Resize {mode} {coord} {nearest} by {how}")
+
+
+@pytest.mark.parametrize("roi", [[0.2, 0.1, 0.9, 0.7], [-0.3, 0.4, 1.2, 1.5], [0.6, 0.9, 0.2, 0.1]],
+                         ids=["inside", "beyond-edges", "flipped"])
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_tf_crop_and_resize_matches_onnxruntime(mode: str, roi: list[float]) -> None:
+    """The crop box inside, beyond the input (extrapolation_value) and flipped."""
+    from numeric import assert_close, fp32_bound
+
+    x = np.random.default_rng(3).standard_normal((1, 2, 7, 9)).astype(np.float32)
+    node = oh.make_node("Resize", ["x", "roi", "", "sizes"], ["y"], mode=mode, extrapolation_value=7.5,
+                        coordinate_transformation_mode="tf_crop_and_resize", axes=[2, 3])
+    g = oh.make_graph([node], "g", [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))],
+                      [oh.make_tensor_value_info("y", TP.FLOAT, None)],
+                      [numpy_helper.from_array(np.array([5, 12], np.int64), "sizes"),
+                       numpy_helper.from_array(np.array(roi, np.float32), "roi")])
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 19)], ir_version=9)
+    (want,) = _ort_run(model, {"x": x})
+    imp = import_onnx(model)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        got = imp.module(xt).numpy()
+    assert_close(got, want, fp32_bound(imp.module, xt), f"tf_crop_and_resize {mode} roi {roi}")
+    assert (got == np.float32(7.5)).any() == (min(roi) < 0 or max(roi) > 1)
