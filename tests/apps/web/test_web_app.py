@@ -169,6 +169,30 @@ def test_video_decoder_page_matches_edgekit_load(backend, tiny_bundles, servers,
         page.close()
 
 
+def test_without_coop_coep_there_is_one_thread(web_apps, browser):
+    """The same folder from a server without the isolation headers: the page is not cross-origin
+    isolated, both runtimes fall back to one thread and the overlay says so (what `app serve`'s
+    headers are for)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler,
+                                                                      directory=str(web_apps["sr"])))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://localhost:{server.server_address[1]}/"
+        for backend in BACKENDS:
+            page = open_app(browser, url, f"backend={backend}&camera=0")
+            stats = page.evaluate("edgekit.stats()")
+            assert stats["crossOriginIsolated"] is False and stats["threads"] == 1, stats
+            assert "1 thread" in page.inner_text("#overlay")
+            page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_one_frame_in_flight_and_phone_layout(servers, browser):
     """A phone-sized viewport: no horizontal scroll; frames never overlap (each inference starts
     after the previous frame was drawn)."""
