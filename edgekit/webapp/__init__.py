@@ -109,6 +109,8 @@ def build(bundle: str | os.PathLike, out: str | os.PathLike, force: bool = False
                          hint="pass a folder written by `edgekit convert`")
     manifest = read_manifest(src)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder", hint="choose a folder for --out")
     if out.exists() and any(out.iterdir()) and not force:
         raise UsageError(f"{out}: folder is not empty", hint="choose an empty folder or pass --force")
     notes: list[str] = []

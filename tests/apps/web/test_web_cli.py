@@ -109,6 +109,9 @@ def test_errors_are_one_line(tmp_path, fake_modules, monkeypatch):
     monkeypatch.setenv("EDGEKIT_WEB_NODE_MODULES", str(tmp_path / "nowhere"))
     r = app("web", str(DEFAULT_BUNDLE), "--out", str(tmp_path / "web2"))
     assert r.returncode == 2 and "npm ci" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    (tmp_path / "file").write_text("x")
+    r = app("web", str(DEFAULT_BUNDLE), "--out", str(tmp_path / "file"))
+    assert r.returncode == 2 and "not a folder" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     r = app("serve", str(tmp_path), "--port", "0")
     assert r.returncode == 2 and "no index.html" in r.stderr, r.stderr
 
