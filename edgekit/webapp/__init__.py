@@ -56,13 +56,25 @@ class BuildResult:
     size_bytes: int = 0
 
 
-def _tflite_refusal(art) -> str | None:
-    """Why LiteRT.js cannot run this TFLite artifact (a tensor dtype it does not take), or None."""
-    for kind, tensors in (("input", art.inputs), ("output", art.outputs)):
+def _tflite_refusal(art, path: Path) -> str | None:
+    """Why LiteRT.js cannot run this TFLite file, or None: a tensor dtype it does not take, read
+    from the file itself (an int8 bundle's manifest lists the float tensors its session takes,
+    while the file's own inputs and outputs are int8), inside the graph too (LiteRT.js refuses to
+    compile a model with int8 tensors)."""
+    import mmap
+
+    from edgekit.runtimes.tflite_file import read_tflite
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        info = read_tflite(path, data)
+    takes = f"LiteRT.js takes only {', '.join(LITERT_DTYPES)} tensors"
+    for kind, tensors in (("input", info["inputs"]), ("output", info["outputs"])):
         for t in tensors:
             if str(t.dtype) not in LITERT_DTYPES:
-                return (f"{art.path} has {t.dtype} {kind} '{t.name}' and LiteRT.js takes only "
-                        f"{', '.join(LITERT_DTYPES)} tensors")
+                return f"{art.path} has {t.dtype} {kind} '{t.name}' and {takes}"
+    inner = sorted(d for d in info.get("tensor_dtypes", {}) if d in ("int8", "int16", "int4"))
+    if inner:
+        return f"{art.path} has {'/'.join(inner)} tensors inside and {takes}"
     return None
 
 
@@ -118,7 +130,7 @@ def build(bundle: str | os.PathLike, out: str | os.PathLike, force: bool = False
     for fmt in ("onnx", "tflite"):
         candidates = [a for a in manifest.artifacts if a.format == fmt and (src / a.path).is_file()]
         for art in candidates:
-            why = _image_input(art, manifest.task) or (_tflite_refusal(art) if fmt == "tflite" else None)
+            why = _image_input(art, manifest.task) or (_tflite_refusal(art, src / art.path) if fmt == "tflite" else None)
             if why is None:
                 chosen[fmt] = art
                 break

@@ -234,6 +234,34 @@ def test_file_picker_and_backend_switch(servers, browser, tmp_path):
         page.close()
 
 
+def test_int8_bundle_runs_on_onnx_and_says_why(need_browser, browser, tmp_path_factory):
+    """An int8 bundle from edgekit.convert: its TFLite file is int8 inside and at its inputs, which
+    LiteRT.js refuses to compile, so `app web` ships the ONNX (QDQ) artifact, says so in one line,
+    and the page runs it and offers no LiteRT.js backend."""
+    import edgekit
+    from edgekit.webapp import build
+    from web_helpers import Server
+
+    root = tmp_path_factory.mktemp("int8")
+    bundle = root / "bundle"
+    edgekit.convert(tiny_models.tiny_classifier(), "onnx,tflite", bundle, input_shapes=[tiny_models.CLS_SHAPE],
+                    task="classify", mean=tiny_models.CLS_MEAN, std=tiny_models.CLS_STD, precision="int8",
+                    bench_runs=0, verify=False)
+    result = build(bundle, root / "web")
+    assert result.formats == ["onnx"], result
+    assert len(result.notes) == 1 and "model.tflite has int8" in result.notes[0] and "model.onnx" in result.notes[0]
+    server = Server(result.out)
+    try:
+        page = open_app(browser, server.url, "", frames=3)
+        stats = page.evaluate("edgekit.stats()")
+        assert stats["message"] is None and stats["backend"] == "ort-wasm", stats
+        assert "litert-wasm" not in page.evaluate("Array.from(document.querySelectorAll('#backend option'), o => o.value)")
+        assert page.locator("#top5 li").count() == 5
+        page.close()
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("case", ["refused", "absent"])
 def test_camera_refused_or_absent_says_so(case, servers, playwright_session):
     extra = ["--deny-permission-prompts", "--use-fake-device-for-media-stream"] if case == "refused" \

@@ -68,15 +68,20 @@ def test_app_web_writes_a_self_contained_folder(tmp_path, fake_modules):
     assert again.returncode == 2 and "--force" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
 
-def _int8_tflite(m):
-    for a in m["artifacts"]:
-        if a["format"] == "tflite":
-            a["inputs"][0]["dtype"] = "int8"
-            a["outputs"][0]["dtype"] = "int8"
+INT8_TFLITE = REPO / "tests" / "conformance" / "cases" / "int8_input" / "model.tflite"  # int8 input in the file
+
+
+def int8_bundle(tmp_path: Path, edit=None) -> Path:
+    """The default bundle with its model.tflite replaced by a file whose input is int8: the rule
+    reads the file, not the manifest (an int8 bundle's manifest lists the float tensors its
+    session takes)."""
+    bundle = bundle_copy(tmp_path, edit)
+    shutil.copy(INT8_TFLITE, bundle / "model.tflite")
+    return bundle
 
 
 def test_int8_tflite_bundle_gets_the_onnx_artifact_and_one_line(tmp_path, fake_modules):
-    bundle = bundle_copy(tmp_path, _int8_tflite)
+    bundle = int8_bundle(tmp_path)
     out = tmp_path / "web"
     r = app("web", str(bundle), "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr
@@ -91,10 +96,9 @@ def test_int8_tflite_bundle_gets_the_onnx_artifact_and_one_line(tmp_path, fake_m
 
 def test_int8_tflite_only_is_refused_in_one_line(tmp_path, fake_modules):
     def tflite_only(m):
-        _int8_tflite(m)
         m["artifacts"] = [a for a in m["artifacts"] if a["format"] == "tflite"]
 
-    bundle = bundle_copy(tmp_path, tflite_only)
+    bundle = int8_bundle(tmp_path, tflite_only)
     (bundle / "model.onnx").unlink()
     r = app("web", str(bundle), "--out", str(tmp_path / "web"))
     assert r.returncode == 2
