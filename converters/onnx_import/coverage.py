@@ -3,7 +3,9 @@
 ONNX ships a test case for every op and attribute variant it specifies
 (``onnx.backend.test.case.node``: a model, its inputs and the outputs ONNX's reference computes).
 :func:`results` runs every case whose ops are all in the importer's table through
-:func:`~edgekit.converters.onnx_import.import_onnx` and sorts it into one of four outcomes:
+:func:`~edgekit.converters.onnx_import.import_onnx` — graph inputs read only as shape parameters
+(:data:`PARAM_SLOTS`) become initializers, as exports write them, and the other inputs' shapes
+come from the data set — and sorts it into one of four outcomes:
 
 ``passed``
     every output equals the expected one: integer and bool outputs exactly, float outputs within
@@ -11,7 +13,8 @@ ONNX ships a test case for every op and attribute variant it specifies
     run, ``FACTOR`` × that error plus the output's rounding — :class:`edgekit.numerics.Bound`).
 ``refused``
     the importer refused the case cleanly: a :class:`~edgekit.errors.ConversionError` raised by a
-    converter on purpose (a ``NodeError``), naming the node and what it does not implement.
+    converter on purpose (a ``NodeError``), one line naming the node and the attribute
+    (``name=value``) or input (``'name'``) it does not implement.
 ``wrong`` / ``error``
     a wrong result, or a failure that is not a clean refusal (a converter crashing, the module
     failing to run). Both are bugs; the test suite fails on them.
@@ -21,7 +24,8 @@ reason) or caught by :func:`scope_reason`'s rules (input and output types), and 
 
 ``python -m edgekit.converters.onnx_import.coverage`` prints the counts;
 ``--write-readme`` rewrites them in README.md between the ``onnx-coverage`` marker comments,
-``--check`` exits 1 when the README's numbers differ from a fresh run.
+``--check`` exits 1 when the README's numbers differ from a fresh run. ``docs/onnx_import.md``
+describes the rules and what the cases found.
 """
 
 from __future__ import annotations
@@ -196,7 +200,7 @@ def _outputs(y: Any) -> list:
     return list(y) if isinstance(y, (tuple, list)) else [y]
 
 
-def _refusal_problem(e: BaseException, label_hint: str) -> str | None:
+def _refusal_problem(e: BaseException) -> str | None:
     """``None`` when ``e`` is a clean refusal: an EdgekitError from a converter's NodeError,
     naming the node, in one line."""
     from edgekit.converters.onnx_import.builder import NodeError
@@ -233,7 +237,7 @@ def run_case(case: Case) -> Result:
             try:
                 imp = import_onnx(model, input_shapes=shapes)
             except Exception as e:  # noqa: BLE001 — sorted, not hidden: a non-clean refusal is an 'error'
-                problem = _refusal_problem(e, case.name)
+                problem = _refusal_problem(e)
                 if problem is None:
                     return Result(case.name, "refused", str(e).splitlines()[0])
                 return Result(case.name, "error", problem)
@@ -364,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 when README.md's numbers differ")
     p.add_argument("-v", "--verbose", action="store_true", help="list every refused, wrong and failing case")
     a = p.parse_args(argv)
+    try:
+        import onnx.backend.test.case.node  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as e:
+        print(f"error: the coverage run needs onnx (with its backend test cases) and torch: {e} "
+              "(pip install 'edgekit[convert]')", file=sys.stderr)
+        return 1
     res, out = results()
     n = counts(res, out)
     for r in sorted(res.values(), key=lambda r: (r.status, r.name)):
