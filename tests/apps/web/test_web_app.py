@@ -213,6 +213,25 @@ def test_one_frame_in_flight_and_phone_layout(servers, browser):
         page.close()
 
 
+def test_camera_is_the_back_one_and_switches(servers, browser):
+    """The page asks for the back camera (facingMode environment) and the button switches to the
+    front one and back."""
+    page = browser.new_page()
+    try:
+        page.add_init_script("""(() => { const md = navigator.mediaDevices, get = md.getUserMedia.bind(md);
+            window.__asked = []; md.getUserMedia = (c) => { __asked.push(c.video.facingMode.ideal); return get(c); }; })()""")
+        page.goto(servers["cls"].url)
+        page.wait_for_function("() => window.edgekit && edgekit.stats().frames >= 1", timeout=60000)
+        page.click("#flip")
+        page.wait_for_function("() => __asked.length >= 2", timeout=10000)
+        page.click("#flip")
+        page.wait_for_function("() => __asked.length >= 3", timeout=10000)
+        assert page.evaluate("__asked") == ["environment", "user", "environment"]
+        page.wait_for_function("() => edgekit.stats().frames >= 3", timeout=60000)  # frames still flow
+    finally:
+        page.close()
+
+
 def test_file_picker_and_backend_switch(servers, browser, tmp_path):
     """A picked image is the source when there is no camera; the backend switch reloads the page
     on the other runtime, which then says so in the overlay."""
