@@ -309,8 +309,8 @@ def resize(g: Builder, x: Value, *rest: Value | None) -> Value:
         raise NodeError(f"{'scales' if scales else 'sizes'} has {len(given)} values for {len(axes)} axes")
     full_scales = [1.0] * rank
     out = list(x.shape)
+    policy = g.attr("keep_aspect_ratio_policy", "stretch")  # read always: it only matters with sizes
     if sizes is not None:
-        policy = g.attr("keep_aspect_ratio_policy", "stretch")
         if policy == "stretch":
             for a, s in zip(axes, sizes):
                 out[a] = s

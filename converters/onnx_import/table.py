@@ -20,6 +20,7 @@ NOT_READ_OK: dict[str, set[str]] = {
     # Attributes a converter may leave unread because they cannot change an inference result.
     "Dropout": {"seed", "ratio"},  # inference-mode dropout is the identity
     "BatchNormalization": {"momentum"},  # updates running statistics in training only
+    "Cast": {"saturate"}, "CastLike": {"saturate"},  # float8 targets only, which the importer refuses
 }
 
 
@@ -74,9 +75,10 @@ def _guarded(fn: OpFn) -> OpFn:
         attrs = _ReadTracker(getattr(g, "_attrs", {}) or {})
         g._attrs = attrs
         out = fn(g, *inputs)
-        ok = NOT_READ_OK.get(g.node.op_type, set()) if g.node is not None else set()
+        op_type = g.node.op_type if g.node is not None else ""
+        ok = NOT_READ_OK.get(op_type, set())
         unread = sorted(k for k in attrs if k not in attrs.read and k not in ok
-                        and not _is_default(g.node.op_type, g.opset, k, dict.__getitem__(attrs, k)))
+                        and not _is_default(op_type, g.opset, k, dict.__getitem__(attrs, k)))
         if unread:
             k = unread[0]
             raise NodeError(f"attribute {k}={dict.__getitem__(attrs, k)!r} is not implemented by edgekit's importer",

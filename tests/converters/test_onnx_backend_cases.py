@@ -329,3 +329,25 @@ def test_tf_crop_and_resize_matches_onnxruntime(mode: str, roi: list[float]) -> 
         got = imp.module(xt).numpy()
     assert_close(got, want, fp32_bound(imp.module, xt), f"tf_crop_and_resize {mode} roi {roi}")
     assert (got == np.float32(7.5)).any() == (min(roi) < 0 or max(roi) > 1)
+
+
+def test_attributes_written_at_their_default_are_accepted(monkeypatch) -> None:
+    """Exporters write defaults out (torch.onnx writes Resize's extrapolation_value=0.0): an
+    attribute a converter does not read is accepted when it holds the schema's default, refused
+    otherwise, and accepted when it cannot change an inference result (table.NOT_READ_OK)."""
+    from edgekit.converters.onnx_import import table
+
+    # a converter that reads no attribute: LeakyRelu at the schema's default alpha only
+    monkeypatch.setitem(table.OPS, "LeakyRelu", table._guarded(
+        lambda g, x: g.call(torch.nn.functional.leaky_relu, x, 0.01)))
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    imp = import_onnx(_single("LeakyRelu", x, 17, alpha=0.01))
+    np.testing.assert_array_equal(imp.module(torch.from_numpy(x)).numpy(), np.where(x > 0, x, np.float32(0.01) * x))
+    with pytest.raises(ConversionError, match=r"\(ai.onnx::LeakyRelu\): attribute alpha=0.2\d* is not implemented"):
+        import_onnx(_single("LeakyRelu", x, 17, alpha=0.2))
+    for sat in (0, 1):
+        cast = oh.make_node("Cast", ["x"], ["y"], name="c", to=TP.INT32, saturate=sat)
+        g = oh.make_graph([cast], "g", [oh.make_tensor_value_info("x", TP.FLOAT, [2, 3])],
+                          [oh.make_tensor_value_info("y", TP.INT32, None)])
+        imp = import_onnx(oh.make_model(g, opset_imports=[oh.make_opsetid("", 19)], ir_version=9))
+        assert imp.module(torch.from_numpy(x)).dtype == torch.int32
