@@ -44,6 +44,9 @@ ONNX_DTYPES: dict[int, torch.dtype] = {
     13: torch.uint64, 16: torch.bfloat16,
 }
 
+# Element types PyTorch holds without CPU kernels for most ops (add, min, max, remainder, ...).
+NO_CPU_KERNELS: dict[int, str] = {4: "uint16", 12: "uint32", 13: "uint64"}
+
 
 class NodeError(Exception):
     """Raised by an op converter when a node cannot be imported; the builder adds which node."""
@@ -483,6 +486,10 @@ def _placeholders(b: "Builder", real_inputs: list, values: dict[str, Value], inp
         if elem not in ONNX_DTYPES:
             raise ConversionError("import", f"input '{vi.name}' has an element type ({elem}) PyTorch cannot hold",
                                   where=where)
+        if elem in NO_CPU_KERNELS:
+            raise ConversionError("import", f"input '{vi.name}' is {NO_CPU_KERNELS[elem]}, which PyTorch holds but "
+                                            "has no CPU kernels for (most ops fail on it)", where=where,
+                                  hint="make the input int32 or int64 in the model")
         dtype = ONNX_DTYPES[elem]
         shape = _static_input_shape(vi, input_shapes.get(vi.name), where)
         shapes[vi.name] = shape

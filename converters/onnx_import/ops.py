@@ -245,11 +245,14 @@ def where(g: Builder, c: Value, a: Value, b: Value) -> Value:
 
 @op("Cast")
 def cast(g: Builder, x: Value) -> Value:
-    from edgekit.converters.onnx_import.builder import ONNX_DTYPES
+    from edgekit.converters.onnx_import.builder import NO_CPU_KERNELS, ONNX_DTYPES
 
     to = g.attr("to")
     if to not in ONNX_DTYPES:
         raise NodeError(f"Cast to ONNX dtype {to} (PyTorch cannot hold it)")
+    if to in NO_CPU_KERNELS:
+        raise NodeError(f"Cast to={to} ({NO_CPU_KERNELS[to]}) is not supported: PyTorch has no CPU kernels for "
+                        "most ops on it")
     dtype = ONNX_DTYPES[to]
     return x if x.dtype == dtype else g.method("to", x, dtype)
 
