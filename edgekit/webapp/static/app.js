@@ -38,9 +38,13 @@ async function ortRunner(art, webgpu) {
   const ort = await import(webgpu ? "./vendor/ort/ort.webgpu.min.mjs" : "./vendor/ort/ort.wasm.min.mjs");
   ort.env.wasm.wasmPaths = new URL("./vendor/ort/", location.href).href;
   ort.env.wasm.numThreads = defaultThreads();
+  // wasm: run in onnxruntime-web's proxy worker, so the page grabs and pre-processes the next frame
+  // and draws the last result while the model runs (?proxy=0 runs it on the main thread)
+  ort.env.wasm.proxy = !webgpu && params.get("proxy") !== "0";
   ort.env.logLevel = "error";
   const ep = webgpu ? "webgpu" : "wasm";
-  const session = await ort.InferenceSession.create(`bundle/${art.path}`, { executionProviders: [ep] });
+  const session = await ort.InferenceSession.create(`bundle/${art.path}`,
+    { executionProviders: [ep], graphOptimizationLevel: "all" });
   const threads = ort.env.wasm.numThreads; // what the runtime settled on (1 without isolation)
   const inName = session.inputNames[0];
   const outNames = session.outputNames;
@@ -200,7 +204,8 @@ function pixelsOf(source, sw, sh) {
 async function infer(rgb, h, w) {
   const x = pre.toTensor(state.spec, rgb, h, w);
   const t0 = performance.now();
-  const outputs = await state.runner.run(x.data, x.shape);
+  // a copy: the ORT proxy transfers (detaches) the buffer it is given, and callers read x.data
+  const outputs = await state.runner.run(x.data.slice(), x.shape);
   const ms = performance.now() - t0;
   return { x, outputs, ms };
 }
@@ -211,6 +216,39 @@ async function processFrame(source, sw, sh) {
   const r = await infer(rgb, h, w);
   render(r, rgb, h, w);
   finishFrame(t0, r.ms);
+}
+
+// Grab and pre-process the current video frame (or null if there is none).
+function prepareVideo() {
+  if (!(video.readyState >= 2 && video.videoWidth)) return null;
+  const t0 = performance.now();
+  const { rgb, h, w } = pixelsOf(video, video.videoWidth, video.videoHeight);
+  return { t0, rgb, h, w, x: pre.toTensor(state.spec, rgb, h, w) };
+}
+
+// Camera / video: a pipeline of depth one. Frame N+1 is grabbed and pre-processed, and frame N-1
+// drawn, while the runtime works on frame N; only one inference is ever in flight and only the
+// newest prepared frame is kept (the ORT proxy worker runs the model off the main thread).
+async function videoLoop(src) {
+  let next = prepareVideo();
+  while (state.source === src) {
+    if (!next) {
+      await new Promise(requestAnimationFrame);
+      next = prepareVideo();
+      continue;
+    }
+    const cur = next;
+    next = null;
+    const t1 = performance.now();
+    const running = state.runner.run(cur.x.data, cur.x.shape).then((outputs) => ({ outputs, ms: performance.now() - t1 }));
+    await new Promise((r) => setTimeout(r, 0)); // let the runtime post the input to its worker first
+    next = prepareVideo();
+    const { outputs, ms } = await running;
+    if (state.source !== src) break;
+    render({ x: cur.x, outputs, ms }, cur.rgb, cur.h, cur.w);
+    finishFrame(cur.t0, ms);
+    if (next && performance.now() - next.t0 > 1000) next = prepareVideo(); // stale after a stall
+  }
 }
 
 function finishFrame(t0, ms) {
@@ -408,9 +446,16 @@ function tick() {
   const src = state.source;
   if (!state.busy && state.runner && src) {
     let args = null;
-    if ((src.kind === "camera" || src.kind === "video") && video.readyState >= 2 && video.videoWidth)
-      args = [video, video.videoWidth, video.videoHeight];
-    else if (src.kind === "latent") {
+    if (src.kind === "camera" || src.kind === "video") {
+      state.busy = true;
+      videoLoop(src)
+        .catch((e) => {
+          state.error = String(e?.message || e);
+          showMessage(`inference failed: ${state.error}`);
+          state.source = null;
+        })
+        .finally(() => { state.busy = false; });
+    } else if (src.kind === "latent") {
       state.busy = true;
       processLatent()
         .catch((e) => {
