@@ -193,10 +193,11 @@ def test_without_coop_coep_there_is_one_thread(web_apps, browser):
         server.server_close()
 
 
-def test_one_frame_in_flight_and_phone_layout(servers, browser):
-    """A phone-sized viewport: no horizontal scroll; frames never overlap (each inference starts
-    after the previous frame was drawn)."""
-    page = open_app(browser, servers["sr"].url, "backend=litert-wasm", viewport={"width": 390, "height": 844},
+@pytest.mark.parametrize("backend", ["litert-wasm", "ort-wasm"])
+def test_one_frame_in_flight_and_phone_layout(backend, servers, browser):
+    """A phone-sized viewport: no horizontal scroll; never more than one inference in flight (the
+    page prepares the next frame meanwhile, but does not start it)."""
+    page = open_app(browser, servers["sr"].url, f"backend={backend}", viewport={"width": 390, "height": 844},
                     frames=4)
     try:
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), \
