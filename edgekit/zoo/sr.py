@@ -348,31 +348,31 @@ _HELDOUT_EVAL: dict = {
 _TRAINED: dict[str, dict] = {
     "espcn_x2": dict(
         weights="espcn_x2.safetensors",
-        weights_sha256="73108adc5b2a74b389c9b8a613bca295b6271ec492c888770c50537d920b9220",
+        weights_sha256="66b16ab70728d22c600484b862ab0911526031152e2061013fc9ab9c8d377de6",
         metrics={
-            "psnr_rgb": 29.832, "ssim_rgb": 0.9138, "psnr_y": 31.412, "ssim_y": 0.9282, "gain_rgb_db": 0.887,
-            "gain_y_db": 0.931,
+            "psnr_rgb": 29.513, "ssim_rgb": 0.9046, "psnr_y": 31.102, "ssim_y": 0.9185, "gain_rgb_db": 0.569,
+            "gain_y_db": 0.621, "min_gain_rgb_db": 0.371, "min_gain_lr": "jpeg85",
             **_HELDOUT_EVAL}),
     "quicksrnet_small_x2": dict(
         weights="quicksrnet_small_x2.safetensors",
-        weights_sha256="b80342956096bdc7a94ebdd22096086010dc00561cbcd9acf1d1038c83c74e79",
+        weights_sha256="f6174af531d0aa197139b49c8fb6b6931ec42e63b0b3f4b64a95a384e4d8b50e",
         metrics={
-            "psnr_rgb": 30.036, "ssim_rgb": 0.9145, "psnr_y": 31.765, "ssim_y": 0.9307, "gain_rgb_db": 1.091,
-            "gain_y_db": 1.284,
+            "psnr_rgb": 29.684, "ssim_rgb": 0.9043, "psnr_y": 31.349, "ssim_y": 0.9201, "gain_rgb_db": 0.74,
+            "gain_y_db": 0.868, "min_gain_rgb_db": 0.263, "min_gain_lr": "bicubic-noaa",
             **_HELDOUT_EVAL}),
     "quicksrnet_medium_x2": dict(
         weights="quicksrnet_medium_x2.safetensors",
-        weights_sha256="84d754428d604c0a51812a32bf5cc834a195c2b09a90024fc7078cce90494288",
+        weights_sha256="1a6de16d562a03c2a7b61da7b1869f6a5c3863008a380681e4877f5a99182a04",
         metrics={
-            "psnr_rgb": 30.092, "ssim_rgb": 0.9134, "psnr_y": 31.91, "ssim_y": 0.9321, "gain_rgb_db": 1.148,
-            "gain_y_db": 1.429,
+            "psnr_rgb": 29.714, "ssim_rgb": 0.9035, "psnr_y": 31.426, "ssim_y": 0.9214, "gain_rgb_db": 0.769,
+            "gain_y_db": 0.945, "min_gain_rgb_db": 0.297, "min_gain_lr": "bicubic-noaa",
             **_HELDOUT_EVAL}),
     "sesr_m5_x2": dict(
         weights="sesr_m5_x2.safetensors",
-        weights_sha256="709ea6496057baeae38d5d85db0ba017408006f773d330a4c00f58f5b4a136fb",
+        weights_sha256="10370d7e8fe4926f3211f8608605b3eaa3631031f08a6a9aa212e71a94f39098",
         metrics={
-            "psnr_rgb": 30.74, "ssim_rgb": 0.9276, "psnr_y": 32.421, "ssim_y": 0.9398, "gain_rgb_db": 1.796,
-            "gain_y_db": 1.94,
+            "psnr_rgb": 30.06, "ssim_rgb": 0.9133, "psnr_y": 31.696, "ssim_y": 0.9263, "gain_rgb_db": 1.116,
+            "gain_y_db": 1.215, "min_gain_rgb_db": 0.552, "min_gain_lr": "bicubic-noaa",
             **_HELDOUT_EVAL}),
 }
 
