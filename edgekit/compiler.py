@@ -40,7 +40,7 @@ from typing import Any
 
 from edgekit.errors import EdgekitError, UsageError
 
-__all__ = ["compile", "compile_into", "CompileResult", "COMPILED_NAME", "check_int8", "describe", "summary_line"]
+__all__ = ["compile", "compile_into", "CompileResult", "COMPILED_NAME", "check_int8", "compiled_slot", "describe", "summary_line"]
 
 COMPILED_NAME = "model_vela.tflite"
 _INT_DTYPES = {"int8", "uint8", "int16"}
@@ -266,6 +266,16 @@ def _quantized_io(info: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def compiled_slot(folder: Path, manifest: Any, name: str, hint: str) -> Any:
+    """The manifest entry of the compiled artifact ``name`` in ``folder`` (None when there is
+    none); a usage error when a file of that name is there that edgekit did not record as compiled
+    (never written over). Call it under the folder's lock."""
+    owner = next((a for a in manifest.artifacts if a.path == name), None)
+    if os.path.lexists(folder / name) and (owner is None or "compiled_by" not in owner.extra):
+        raise UsageError(f"holds {name}, which is not a compiled artifact edgekit recorded", where=folder, hint=hint)
+    return owner
+
+
 def _write_in_place(result: CompileResult, folder: Path) -> None:
     """Write the compiled file and its manifest entry into the bundle ``folder``, under its lock;
     never over a file edgekit did not write."""
@@ -275,10 +285,8 @@ def _write_in_place(result: CompileResult, folder: Path) -> None:
     with folder_lock(folder):
         manifest = read_manifest(folder)  # again, under the lock: what is there now
         dest = folder / COMPILED_NAME
-        owner = next((a for a in manifest.artifacts if a.path == COMPILED_NAME), None)
-        if os.path.lexists(dest) and (owner is None or "compiled_by" not in owner.extra):
-            raise UsageError(f"holds {COMPILED_NAME}, which is not a compiled artifact edgekit recorded", where=folder,
-                             hint="move that file away, or write a new bundle with --out DIR")
+        owner = compiled_slot(folder, manifest, COMPILED_NAME, hint="move that file away, or write a new bundle "
+                                                                    "with --out DIR")
         source = _source_artifact(manifest, folder)
         source_file = _artifact_file(folder, source)
         from edgekit.bundle import sha256_file

@@ -211,6 +211,7 @@ def compile_rknn(bundle: str | os.PathLike, platform: str, *, python: str | os.P
     the bundle's lock, never over a file edgekit did not write. Returns the manifest entry."""
     from edgekit._fs import atomic_path, existing, folder_lock
     from edgekit.bundle import MANIFEST_NAME, Artifact, is_bundle, read_manifest, sha256_file, write_manifest
+    from edgekit.compiler import compiled_slot
 
     folder = existing(Path(bundle))
     if not is_bundle(folder):
@@ -227,10 +228,7 @@ def compile_rknn(bundle: str | os.PathLike, platform: str, *, python: str | os.P
         with folder_lock(folder):
             manifest = read_manifest(folder)  # again, under the lock: what is there now
             dest = folder / name
-            owner = next((a for a in manifest.artifacts if a.path == name), None)
-            if os.path.lexists(dest) and (owner is None or "compiled_by" not in owner.extra):
-                raise UsageError(f"holds {name}, which is not a compiled artifact edgekit recorded", where=folder,
-                                 hint="move that file away and run edgekit compile again")
+            compiled_slot(folder, manifest, name, hint="move that file away and run edgekit compile again")
             src = next((a for a in manifest.artifacts if a.path == report["source"]), None)
             if src is None or sha256_file(folder / src.path) != source_sha:
                 raise EdgekitError(f"{report['source']} changed while rknn-toolkit2 compiled it; nothing was written",
