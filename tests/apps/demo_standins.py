@@ -17,25 +17,15 @@ with ``cv2.VideoWriter`` (mp4v).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
+from quiet import quiet
 
 COLOUR_LABELS = ["red", "green", "blue", "dark", "bright"]
 CLS_MEAN = [0.5, 0.5, 0.5]
 CLS_STD = [0.25, 0.25, 0.25]
-
-
-@contextlib.contextmanager
-def quiet():
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _nearest_head(torch, cin: int, scale: int = 2):

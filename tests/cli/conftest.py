@@ -14,15 +14,13 @@ The PyTorch modules are kept (``models.torch``) so tests compare CLI outputs wit
 
 from __future__ import annotations
 
-import contextlib
-import io
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+from quiet import quiet as _quiet
 
 LABELS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
 MEAN = [0.485, 0.456, 0.406]
@@ -40,15 +38,6 @@ class Models:
 
     def __getitem__(self, key: str) -> Path:
         return self.files[key]
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Converters print progress bars; keep the test log readable."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 @pytest.fixture(scope="session")

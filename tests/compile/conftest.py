@@ -8,24 +8,14 @@ bundles converted once per session.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from quiet import quiet
 
 USER_MODELS = Path(__file__).parents[1] / "converters" / "user_models.py"
-
-
-@contextlib.contextmanager
-def quiet():
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 @pytest.fixture(scope="session")

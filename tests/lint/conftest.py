@@ -21,23 +21,12 @@ Core ML (coremltools ML program): ``conv3d`` and ``clean`` (conv + ReLU), when c
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-
-@contextlib.contextmanager
-def quiet():
-    """Converters print progress bars and warnings; keep the test log readable."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+from quiet import quiet
 
 
 def _modules():

@@ -6,15 +6,12 @@ high_rank_views_to_4d. After that pass, lint no longer names it, and the finding
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
-
 import pytest
 import torch
 from torch import nn
 
 from edgekit.lint import lint
+from quiet import quiet
 
 pytest.importorskip("litert_torch")
 
@@ -46,15 +43,6 @@ class Windows(nn.Module):
         p = t.view(b, h // 4, 4, w // 4, 4, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, 4, 4, c)
         p = self.mix(p)
         return p.view(b, h // 4, w // 4, 4, 4, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
-
-
-@contextlib.contextmanager
-def quiet():
-    """The exporters' progress output and warnings stay out of the test log."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 CASES = {
