@@ -27,7 +27,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, InvalidModelFile
 
 __all__ = ["inspect_model", "inspect_bundle", "read_coreml"]
 
@@ -185,7 +185,10 @@ def read_coreml(path: str | os.PathLike) -> dict[str, Any]:
     ranks: list[int] = []
     dtypes: list[str] = []
     hist: dict[str, int] = {}
-    consts = _count_ops(model, hist, ranks, dtypes)
+    try:
+        consts = _count_ops(model, hist, ranks, dtypes)
+    except coreml_spec.CorruptSpec as e:
+        raise InvalidModelFile(spec_path, str(e)) from None
     if not ranks:  # a neural network / pipeline: only the interface is typed
         ranks = [len(t["shape"]) for t in info["inputs"] + info["outputs"] if t["shape"] is not None]
         dtypes = [t["dtype"] for t in info["inputs"] + info["outputs"]]

@@ -196,16 +196,28 @@ def feature(f: Any) -> Feature:
     return Feature(f.name, kind, (), _FEATURE_DTYPES.get(kind, kind))
 
 
+# No model has tensors of a higher rank; a spec that declares one is corrupt (a mutated rank of
+# 805,306,367 once made the readers build a shape of that length).
+MAX_RANK = 64
+
+
+class CorruptSpec(ValueError):
+    """A Core ML spec that parses but cannot be a model (callers name the file)."""
+
+
 def mil_type(value_type: Any) -> tuple[tuple[int | None, ...] | None, str]:
     """``(shape, dtype)`` of an ML program ``ValueType``: dims that are not constant are None;
     the shape is None when not even the rank is known, or for a value that is not a tensor
-    (then ``dtype`` is its kind: ``listType``, ``dictionaryType``...)."""
+    (then ``dtype`` is its kind: ``listType``, ``dictionaryType``...). Raises :class:`CorruptSpec`
+    for a rank above :data:`MAX_RANK`."""
     if value_type.WhichOneof("type") != "tensorType":
         return None, value_type.WhichOneof("type") or "unknown"
     t = value_type.tensorType
     dtype = enum_dtype(t, "dataType")
     if t.rank < 0:
         return None, dtype
+    if t.rank > MAX_RANK:
+        raise CorruptSpec(f"a tensor declares rank {t.rank} (more than {MAX_RANK}): the spec is corrupt")
     dims = tuple(d.constant.size if d.WhichOneof("dimension") == "constant" else None for d in t.dimensions)
     return dims if len(dims) == t.rank else tuple([None] * t.rank), dtype
 

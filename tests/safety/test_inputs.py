@@ -75,6 +75,32 @@ def test_mlpackage_manifest_paths_stay_inside_the_package(tmp_path):
         assert "\n" not in str(e.value) and "Manifest.json" in str(e.value), e.value
 
 
+def test_a_core_ml_spec_declaring_an_absurd_rank_is_one_line_at_once(tmp_path):
+    """A mutated rank (805,306,367 in one fuzz case) made lint and inspect build a shape that long:
+    minutes of CPU and gigabytes. The readers refuse ranks above MAX_RANK as a corrupt spec."""
+    ct = pytest.importorskip("coremltools")
+    from coremltools.converters.mil import Builder as mb
+
+    from edgekit.runtimes.coreml_spec import MAX_RANK, spec_file
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, 4, 4))])
+    def prog(x):
+        return mb.relu(x=x, name="y")
+
+    pkg = tmp_path / "m.mlpackage"
+    ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15).save(str(pkg))
+    spec_path = spec_file(pkg)
+    spec = ct.utils.load_spec(str(pkg))
+    fn = spec.mlProgram.functions["main"]
+    block = next(iter(fn.block_specializations.values()))
+    block.operations[-1].outputs[0].type.tensorType.rank = 805306367
+    spec_path.write_bytes(spec.SerializeToString())
+    for command in ("lint", "inspect"):
+        r = run_cli(command, pkg, timeout=60)
+        line = one_line_error(r, 1)
+        assert "rank 805306367" in line and f"more than {MAX_RANK}" in line and "model.mlmodel" in line, line
+
+
 # -- the manifest's schema -------------------------------------------------------------------------
 def _mutate(data, where, value):
     obj = data

@@ -29,14 +29,20 @@ def read_coreml_graph(path: Path) -> Graph:
     if kind != "mlProgram":
         return _coreml_neural_network(path, model, kind)
 
+    fn = model.mlProgram.functions.get("main") or next(iter(model.mlProgram.functions.values()), None)
+    if fn is None:
+        raise InvalidModelFile(spec_path, "an ML program without functions")
+    try:
+        return _ml_program(path, spec_path, model, fn)
+    except coreml_spec.CorruptSpec as e:
+        raise InvalidModelFile(spec_path, str(e)) from None
+
+
+def _ml_program(path: Any, spec_path: Any, model: Any, fn: Any) -> Graph:
     tensors: dict[str, Tensor] = {}
     consts: dict[str, Any] = {}
     ops: list[Op] = []
     inputs: list[Tensor] = []
-    outputs: list[Tensor] = []
-    fn = model.mlProgram.functions.get("main") or next(iter(model.mlProgram.functions.values()), None)
-    if fn is None:
-        raise InvalidModelFile(spec_path, "an ML program without functions")
     for inp in fn.inputs:
         shape, dtype = coreml_spec.mil_type(inp.type)
         tensors[inp.name] = Tensor(inp.name, inp.name, shape, dtype)
