@@ -202,7 +202,11 @@ def test_a_model_bound_run_is_fully_busy(fake_session):
     assert stats.model_busy == 1.0 and stats.efficiency == 1.0
     ms = 10 * TICK * 1e3
     assert stats.parts["model"].total == 12 * ms  # exactly the model's ticks, the warm-up runs left out
-    assert stats.parts["preprocess"].total == 0 and stats.parts["post"].total == 0
+    # Pre- and post-processing take no time of their own here; a reading is non-zero only when the
+    # next frame's inference (another thread) ran inside it, so it holds whole model runs.
+    for part in ("preprocess", "post"):
+        runs = stats.parts[part].total / ms
+        assert runs == int(runs) and runs <= 12, (part, stats.parts[part].total)
     queue = [stats.parts["queue"].min, stats.parts["queue"].max]
     assert queue[0] >= 0 and queue[1] <= 12 * ms
 
