@@ -237,6 +237,20 @@ def _ort_run(model: onnx.ModelProto, feeds: dict) -> list:
     opts.intra_op_num_threads = THREADS
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
 
+def _matches_onnxruntime(model, x: np.ndarray, what: str) -> np.ndarray:
+    """Import ``model``, run it on ``x`` and compare with onnxruntime within the graph's float32
+    bound (tests/numeric.py); returns the importer's output."""
+    from numeric import assert_close, fp32_bound
+
+    (want,) = _ort_run(model, {"x": x})
+    imp = import_onnx(model)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        got = imp.module(xt).numpy()
+    assert_close(got, want, fp32_bound(imp.module, xt), what)
+    return got
+
+
 
 def _pool_model(op_type: str, x: np.ndarray, outputs: list[str], **attrs) -> onnx.ModelProto:
     node = oh.make_node(op_type, ["x"], outputs, name="p", **attrs)
@@ -260,17 +274,10 @@ def test_max_pool_indices_match_onnxruntime(order: int) -> None:
 @pytest.mark.parametrize("ceil", [0, 1])
 @pytest.mark.parametrize("include", [0, 1])
 def test_dilated_average_pool_matches_onnxruntime(ceil: int, include: int) -> None:
-    from numeric import assert_close, fp32_bound
-
     x = np.random.default_rng(1).standard_normal((1, 2, 11, 10)).astype(np.float32)
     model = _pool_model("AveragePool", x, ["y"], kernel_shape=[3, 2], strides=[2, 3], dilations=[2, 3],
                         pads=[2, 1, 1, 1], ceil_mode=ceil, count_include_pad=include)
-    (want,) = _ort_run(model, {"x": x})
-    imp = import_onnx(model)
-    xt = torch.from_numpy(x)
-    with torch.no_grad():
-        got = imp.module(xt).numpy()
-    assert_close(got, want, fp32_bound(imp.module, xt), f"dilated AveragePool ceil={ceil} include={include}")
+    _matches_onnxruntime(model, x, f"dilated AveragePool ceil={ceil} include={include}")
 
 
 # ---------------------------------------------------------------------------- Resize grid vs onnxruntime
@@ -288,7 +295,6 @@ def test_resize_modes_match_onnxruntime(mode: str, coord: str, nearest: str, how
     """ONNX's cases cover a few (mode, coordinate mode, nearest mode) combinations; every one a
     vision model may carry is held to onnxruntime here, upscaling one axis and downscaling the
     other by a factor that is not a whole number."""
-    from numeric import assert_close, fp32_bound
 
     x = np.random.default_rng(2).standard_normal((1, 2, 5, 8)).astype(np.float32)
     if how == "sizes":
@@ -299,12 +305,7 @@ def test_resize_modes_match_onnxruntime(mode: str, coord: str, nearest: str, how
     g = oh.make_graph([node], "g", [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))],
                       [oh.make_tensor_value_info("y", TP.FLOAT, None)], [init])
     model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 19)], ir_version=9)
-    (want,) = _ort_run(model, {"x": x})
-    imp = import_onnx(model)
-    xt = torch.from_numpy(x)
-    with torch.no_grad():
-        got = imp.module(xt).numpy()
-    assert_close(got, want, fp32_bound(imp.module, xt), f"Resize {mode} {coord} {nearest} by {how}")
+    _matches_onnxruntime(model, x, f"Resize {mode} {coord} {nearest} by {how}")
 
 
 @pytest.mark.parametrize("roi", [[0.2, 0.1, 0.9, 0.7], [-0.3, 0.4, 1.2, 1.5], [0.6, 0.9, 0.2, 0.1]],
@@ -312,8 +313,6 @@ def test_resize_modes_match_onnxruntime(mode: str, coord: str, nearest: str, how
 @pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
 def test_tf_crop_and_resize_matches_onnxruntime(mode: str, roi: list[float]) -> None:
     """The crop box inside, beyond the input (extrapolation_value) and flipped."""
-    from numeric import assert_close, fp32_bound
-
     x = np.random.default_rng(3).standard_normal((1, 2, 7, 9)).astype(np.float32)
     node = oh.make_node("Resize", ["x", "roi", "", "sizes"], ["y"], mode=mode, extrapolation_value=7.5,
                         coordinate_transformation_mode="tf_crop_and_resize", axes=[2, 3])
@@ -322,12 +321,7 @@ def test_tf_crop_and_resize_matches_onnxruntime(mode: str, roi: list[float]) -> 
                       [numpy_helper.from_array(np.array([5, 12], np.int64), "sizes"),
                        numpy_helper.from_array(np.array(roi, np.float32), "roi")])
     model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 19)], ir_version=9)
-    (want,) = _ort_run(model, {"x": x})
-    imp = import_onnx(model)
-    xt = torch.from_numpy(x)
-    with torch.no_grad():
-        got = imp.module(xt).numpy()
-    assert_close(got, want, fp32_bound(imp.module, xt), f"tf_crop_and_resize {mode} roi {roi}")
+    got = _matches_onnxruntime(model, x, f"tf_crop_and_resize {mode} roi {roi}")
     assert (got == np.float32(7.5)).any() == (min(roi) < 0 or max(roi) > 1)
 
 
